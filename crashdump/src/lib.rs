@@ -1,0 +1,1 @@
+//! Allocation-free ELF core writer.

@@ -1,0 +1,1 @@
+//! Node agent core.

@@ -1,0 +1,1 @@
+//! AppScope-compatible configuration model.
