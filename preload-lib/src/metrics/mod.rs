@@ -1,0 +1,1 @@
+//! See lib.rs for ownership and boundary.

@@ -1,0 +1,1 @@
+//! Crash-bundle types and file naming (design §3).
