@@ -1,1 +1,3 @@
-//! Node agent core.
+//! Node agent core shared by `scope agent --local` and `appscope-operator agent`.
+
+pub mod cgroup;

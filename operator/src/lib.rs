@@ -1,1 +1,3 @@
-//! Operator.
+//! appscope-operator: node agent, controllers, CRDs, and the cluster side of `kubectl scope`.
+
+pub mod kubectl;

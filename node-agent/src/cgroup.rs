@@ -1,0 +1,1 @@
+//! Mapping a host process to its pod and container from `/proc/<pid>/cgroup`.
