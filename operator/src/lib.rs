@@ -1,3 +1,4 @@
 //! appscope-operator: node agent, controllers, CRDs, and the cluster side of `kubectl scope`.
 
+pub mod copylib;
 pub mod kubectl;
