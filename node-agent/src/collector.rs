@@ -1,0 +1,298 @@
+//! The crash collector: find complete bundles in the crash directories of every scoped
+//! process (and in directories of processes already gone), move them into the store,
+//! apply retention. [`Collector::scan_once`] is one pass; callers loop.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::bundle::{self, Bundle};
+use crate::procs::{self, ProcessInfo};
+use crate::store::{Ingested, Origin, ProcContext, Retention, Store};
+
+/// File in the store remembering crash directories seen, so bundles of processes that
+/// died while the agent was down are still collected after a restart.
+pub const KNOWN_DIRS_FILE: &str = ".agent-known-dirs.json";
+
+/// Decides a bundle's origin (pod/container in cluster mode; host/process locally).
+pub type OriginFn = Box<dyn Fn(&Bundle, Option<&ProcessInfo>, &str) -> Origin + Send>;
+
+/// Counts of one scan pass.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ScanStats {
+    pub scoped_processes: usize,
+    pub dirs_scanned: usize,
+    pub bundles_found: usize,
+    pub stored: Vec<String>,
+    pub already_stored: usize,
+    pub errors: Vec<String>,
+    pub removed_by_retention: Vec<String>,
+}
+
+/// Where to look besides the live processes' own directories.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Sources {
+    /// Snapshot dirs (`<dir>/<pid>/...`) to scan always, e.g. `/tmp/appscope`.
+    pub snapshot_dirs: Vec<PathBuf>,
+    /// Dirs whose children each hold a `crash/` snapshot dir (`~/.scope/history`).
+    pub history_dirs: Vec<PathBuf>,
+}
+
+impl Sources {
+    /// Local-mode defaults: `/tmp/appscope`, and `.scope/history` under root's and every
+    /// `/home/*` home directory.
+    pub fn local_defaults() -> Sources {
+        let mut history = vec![PathBuf::from("/root/.scope/history")];
+        if let Some(h) = std::env::var_os("HOME") {
+            history.push(PathBuf::from(h).join(".scope/history"));
+        }
+        if let Ok(rd) = fs::read_dir("/home") {
+            history.extend(rd.flatten().map(|e| e.path().join(".scope/history")));
+        }
+        history.sort();
+        history.dedup();
+        Sources {
+            snapshot_dirs: vec![PathBuf::from(procs::DEFAULT_SNAPSHOT_DIR)],
+            history_dirs: history,
+        }
+    }
+
+    /// Every snapshot dir these sources name right now.
+    pub fn expand(&self) -> Vec<PathBuf> {
+        let mut out = self.snapshot_dirs.clone();
+        for h in &self.history_dirs {
+            if let Ok(rd) = fs::read_dir(h) {
+                out.extend(
+                    rd.flatten()
+                        .map(|e| e.path().join("crash"))
+                        .filter(|p| p.is_dir()),
+                );
+            }
+        }
+        out
+    }
+}
+
+/// Process name from a `scope run` history directory name `<procname>_<id>_<pid>_<time>`.
+pub fn procname_from_history(dir: &Path) -> Option<String> {
+    // .../history/<run dir>/crash/<pid>/
+    let run = dir.parent()?.parent()?.file_name()?.to_str()?;
+    let parts: Vec<&str> = run.rsplitn(4, '_').collect();
+    (parts.len() == 4).then(|| parts[3].to_string())
+}
+
+/// The collector.
+pub struct Collector {
+    store: Store,
+    retention: Retention,
+    sources: Sources,
+    origin: OriginFn,
+    /// Crash dirs (host paths) of scoped processes seen alive, with the last process
+    /// seen there per namespaced pid.
+    known: BTreeMap<PathBuf, BTreeMap<i32, ProcessInfo>>,
+}
+
+impl Collector {
+    pub fn new(
+        store: Store,
+        retention: Retention,
+        sources: Sources,
+        origin: OriginFn,
+    ) -> Collector {
+        let known = fs::read(store.root().join(KNOWN_DIRS_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        Collector {
+            store,
+            retention,
+            sources,
+            origin,
+            known,
+        }
+    }
+
+    /// Local mode: origin = (local, host name, process name).
+    pub fn local(store: Store, retention: Retention, sources: Sources) -> Collector {
+        Collector::new(
+            store,
+            retention,
+            sources,
+            Box::new(|_, _, procname| Origin::local(procname)),
+        )
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn save_known(&self) {
+        if let Ok(b) = serde_json::to_vec(&self.known) {
+            let _ = crate::cmdfile::write_atomic(
+                &self.store.root().join(KNOWN_DIRS_FILE),
+                &b,
+                None,
+                0o600,
+            );
+        }
+    }
+
+    /// One pass: discover scoped processes, scan every crash dir, ingest complete
+    /// bundles, apply retention.
+    pub fn scan_once(&mut self) -> ScanStats {
+        let mut stats = ScanStats::default();
+        let before = self.known.clone();
+        for p in procs::list_processes(false) {
+            stats.scoped_processes += 1;
+            let Ok(env) = procs::scope_env(p.pid) else {
+                continue;
+            };
+            let dir = p.host_path(&env.snapshot_dir);
+            // Dirs reached through /proc/<pid>/root vanish with the process; keep them
+            // only while it lives (the agent still sees bundles written before it died
+            // if it scans in time; cluster mode uses the pod volume instead).
+            self.known.entry(dir).or_default().insert(p.nspid, p);
+        }
+        // Forget dirs through /proc/<pid>/root of dead processes.
+        self.known
+            .retain(|d, _| !d.starts_with("/proc/") || d.exists());
+        if self.known != before {
+            self.save_known();
+        }
+        let mut dirs: Vec<PathBuf> = self.known.keys().cloned().collect();
+        dirs.extend(self.sources.expand());
+        dirs.sort();
+        dirs.dedup();
+        for dir in dirs {
+            stats.dirs_scanned += 1;
+            for b in bundle::scan_snapshot_dir(&dir) {
+                stats.bundles_found += 1;
+                let proc_ = self.known.get(&dir).and_then(|m| m.get(&b.pid)).cloned();
+                let crash = b.crash_json();
+                let procname = proc_
+                    .as_ref()
+                    .map(|p| p.comm.clone())
+                    .or_else(|| {
+                        crash
+                            .get("procname")
+                            .and_then(|v| v.as_str())
+                            .map(str::to_string)
+                    })
+                    .or_else(|| procname_from_history(&b.dir))
+                    .unwrap_or_else(|| "unknown".into());
+                let origin = (self.origin)(&b, proc_.as_ref(), &procname);
+                let ctx = ProcContext {
+                    procname,
+                    cmdline: proc_
+                        .as_ref()
+                        .map(|p| p.cmdline.clone())
+                        .unwrap_or_default(),
+                    host_pid: proc_.as_ref().map(|p| p.pid),
+                };
+                match self.store.ingest(&b, &origin, &ctx) {
+                    Ok(Ingested::Stored(id)) => {
+                        tracing::info!(report = %id, "stored crash report");
+                        stats.stored.push(id)
+                    }
+                    Ok(Ingested::AlreadyStored(_)) => stats.already_stored += 1,
+                    Err(e) => {
+                        tracing::warn!(dir = %b.dir.display(), error = %e, "could not store bundle");
+                        stats.errors.push(format!("{}: {e}", b.dir.display()))
+                    }
+                }
+            }
+        }
+        match self
+            .store
+            .apply_retention(&self.retention, chrono::Utc::now())
+        {
+            Ok(r) => stats.removed_by_retention = r,
+            Err(e) => stats.errors.push(format!("retention: {e}")),
+        }
+        stats
+    }
+}
+
+/// Parse durations like `30s`, `15m`, `12h`, `7d`, or plain seconds (pure).
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last()? {
+        's' => (&s[..s.len() - 1], 1),
+        'm' => (&s[..s.len() - 1], 60),
+        'h' => (&s[..s.len() - 1], 3600),
+        'd' => (&s[..s.len() - 1], 86400),
+        _ => (s, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .map(|n| Duration::from_secs(n * mult))
+}
+
+/// Parse sizes like `500M`, `2G`, `10k`, or plain bytes (pure).
+pub fn parse_bytes(s: &str) -> Option<u64> {
+    let s = s.trim().trim_end_matches(['B', 'b']).trim_end_matches('i');
+    let (num, mult) = match s.chars().last()? {
+        'k' | 'K' => (&s[..s.len() - 1], 1u64 << 10),
+        'm' | 'M' => (&s[..s.len() - 1], 1 << 20),
+        'g' | 'G' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    num.trim().parse::<u64>().ok().map(|n| n * mult)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parsers() {
+        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(7 * 86400)));
+        assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("x"), None);
+        assert_eq!(parse_bytes("2G"), Some(2 << 30));
+        assert_eq!(parse_bytes("10MiB"), Some(10 << 20));
+        assert_eq!(parse_bytes("123"), Some(123));
+        assert_eq!(
+            procname_from_history(Path::new(
+                "/root/.scope/history/python3_3_4242_1700000000/crash/4242"
+            )),
+            Some("python3".into())
+        );
+    }
+
+    #[test]
+    fn collects_bundles_from_history_dirs() {
+        let home = tempfile::tempdir().unwrap();
+        let store_dir = tempfile::tempdir().unwrap();
+        let crash = home
+            .path()
+            .join("history/crashdemo_1_77_1700000000/crash/77");
+        fs::create_dir_all(&crash).unwrap();
+        fs::write(crash.join("info_1.5"), "x").unwrap();
+        fs::write(crash.join("done_1.5"), "").unwrap();
+        fs::write(crash.join("info_2.5"), "incomplete").unwrap();
+        let sources = Sources {
+            snapshot_dirs: vec![],
+            history_dirs: vec![home.path().join("history")],
+        };
+        let mut c = Collector::local(
+            Store::open(store_dir.path()).unwrap(),
+            Retention::default(),
+            sources,
+        );
+        let s = c.scan_once();
+        assert_eq!(s.stored.len(), 1, "{s:?}");
+        assert!(s.stored[0].contains("/crashdemo/"), "{s:?}");
+        assert!(
+            crash.join("info_2.5").exists(),
+            "incomplete bundle left alone"
+        );
+        let s2 = c.scan_once();
+        assert!(s2.stored.is_empty());
+        assert_eq!(c.store().list().len(), 1);
+    }
+}

@@ -1,0 +1,690 @@
+//! Crash-report store (design §6): `<store>/<namespace>/<pod>/<container>/<UTC time>_<pid>_<signal>/`
+//! holding the bundle's files and `report.json`.
+//!
+//! Crash safety: a bundle is copied into `.tmp-<name>` beside its final place, every file
+//! and the directory are fsynced, then the directory is renamed into place and the parent
+//! fsynced; only then is the source deleted (data files first, `done_` last). The final
+//! name is a pure function of the bundle, and `report.json` records the source, so an
+//! agent killed at any point and restarted finds the report already stored and only
+//! finishes deleting the source: no report is lost or duplicated. Leftover `.tmp-*`
+//! directories are removed on open.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::bundle::{self, Bundle, Frame};
+use crate::error::{Error, Result, io_err};
+
+/// Name of the report file in each stored report directory.
+pub const REPORT_FILE: &str = "report.json";
+const TMP_PREFIX: &str = ".tmp-";
+
+/// Where a crashed process ran (cluster: pod and container; local: host and process).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Origin {
+    pub namespace: String,
+    pub pod: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
+    pub container: String,
+    pub node: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+}
+
+impl Origin {
+    /// Local mode: namespace `local`, pod = host name, container = process name.
+    pub fn local(procname: &str) -> Origin {
+        let host = hostname();
+        Origin {
+            namespace: "local".into(),
+            pod: host.clone(),
+            pod_uid: None,
+            container: sanitize(if procname.is_empty() {
+                "unknown"
+            } else {
+                procname
+            }),
+            node: host,
+            image: None,
+        }
+    }
+}
+
+/// The host name (from /proc), or `localhost`.
+pub fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Make a string safe as one path component.
+pub fn sanitize(s: &str) -> String {
+    let out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let out = out.trim_start_matches('.').to_string();
+    if out.is_empty() { "_".into() } else { out }
+}
+
+/// What the agent knows about the crashed process besides the bundle.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ProcContext {
+    pub procname: String,
+    pub cmdline: Vec<String>,
+    /// Host pid, when known (the bundle directory carries the namespaced one).
+    pub host_pid: Option<i32>,
+}
+
+/// One stored file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ReportFile {
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// Where the bundle came from (used to make ingestion idempotent).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ReportSource {
+    pub dir: String,
+    pub key: String,
+}
+
+/// `report.json`: everything in ScopeCrashReport plus backtrace and command line.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CrashReport {
+    pub schema: u32,
+    /// Store-relative path, also the report's ID.
+    pub id: String,
+    pub namespace: String,
+    pub pod: String,
+    #[serde(rename = "podUID", skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
+    pub container: String,
+    pub node: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// pid as the process saw itself.
+    pub pid: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_pid: Option<i32>,
+    pub procname: String,
+    pub cmdline: Vec<String>,
+    pub signal: Option<i32>,
+    pub signal_name: String,
+    pub time: String,
+    pub top_frames: Vec<String>,
+    pub backtrace: Vec<Frame>,
+    /// Absolute path of the report directory.
+    pub path: String,
+    pub files: Vec<ReportFile>,
+    pub source: ReportSource,
+    /// The crash JSON as written by the library (signal details, registers).
+    pub crash: Value,
+}
+
+impl CrashReport {
+    /// First frame outside the crash handler / libc signal trampoline.
+    pub fn top_frame(&self) -> String {
+        self.top_frames
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "??".into())
+    }
+}
+
+/// Time of a bundle: the crash JSON's `time`/`timestamp` (RFC 3339 or epoch seconds),
+/// else the `done_` marker's mtime.
+pub fn bundle_time(b: &Bundle, crash: &Value) -> DateTime<Utc> {
+    for k in ["time", "timestamp", "at"] {
+        match crash.get(k) {
+            Some(Value::String(s)) => {
+                if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+                    return t.with_timezone(&Utc);
+                }
+            }
+            Some(Value::Number(n)) => {
+                if let Some(f) = n.as_f64()
+                    && let Some(t) =
+                        DateTime::from_timestamp((f.trunc()) as i64, (f.fract() * 1e9) as u32)
+                {
+                    return t;
+                }
+            }
+            _ => {}
+        }
+    }
+    fs::metadata(&b.done)
+        .and_then(|m| m.modified())
+        .map(DateTime::<Utc>::from)
+        .unwrap_or_else(|_| Utc::now())
+}
+
+fn frames_to_top(frames: &[Frame]) -> Vec<String> {
+    // Skip frames of the crash handler itself (inside libscope) and signal trampolines.
+    let skip = |f: &Frame| {
+        let m = f.module.as_deref().unwrap_or("");
+        let s = f.symbol.as_deref().unwrap_or("");
+        m.ends_with("libscope.so")
+            || s.contains("__restore_rt")
+            || s.contains("killpg")
+            || s == "raise"
+            || s.starts_with("__pthread_kill")
+            || s.starts_with("pthread_kill")
+    };
+    let first = frames.iter().position(|f| !skip(f)).unwrap_or(0);
+    frames
+        .iter()
+        .skip(first)
+        .take(5)
+        .map(Frame::describe)
+        .collect()
+}
+
+/// Build the report for a bundle (reads its files; does not move anything).
+pub fn build_report(b: &Bundle, origin: &Origin, ctx: &ProcContext) -> CrashReport {
+    let crash = b.crash_json();
+    let mut frames = bundle::frames_from_crash_json(&crash);
+    if frames.is_empty()
+        && let Some(bt) = b.file("backtrace").and_then(|p| fs::read_to_string(p).ok())
+    {
+        frames = bundle::frames_from_backtrace_text(&bt);
+    }
+    crate::symbols::symbolize_frames(&mut frames);
+    let signal = bundle::signal_from_crash_json(&crash);
+    let time = bundle_time(b, &crash);
+    let procname = if !ctx.procname.is_empty() {
+        ctx.procname.clone()
+    } else {
+        crash
+            .get("procname")
+            .or_else(|| crash.get("process"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    let cmdline = if ctx.cmdline.is_empty() {
+        match crash.get("cmd").or_else(|| crash.get("cmdline")) {
+            Some(Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+            _ => Vec::new(),
+        }
+    } else {
+        ctx.cmdline.clone()
+    };
+    let files = b
+        .files
+        .iter()
+        .chain(std::iter::once(&b.done))
+        .filter_map(|p| {
+            let name = p.file_name()?.to_str()?.to_string();
+            let (size, sha256) = hash_file(p).ok()?;
+            Some(ReportFile { name, size, sha256 })
+        })
+        .collect();
+    CrashReport {
+        schema: 1,
+        id: String::new(),
+        namespace: origin.namespace.clone(),
+        pod: origin.pod.clone(),
+        pod_uid: origin.pod_uid.clone(),
+        container: origin.container.clone(),
+        node: origin.node.clone(),
+        image: origin.image.clone(),
+        pid: b.pid,
+        host_pid: ctx.host_pid,
+        procname,
+        cmdline,
+        signal,
+        signal_name: signal
+            .map(bundle::signal_name)
+            .unwrap_or_else(|| "unknown".into()),
+        time: time.to_rfc3339_opts(SecondsFormat::Millis, true),
+        top_frames: frames_to_top(&frames),
+        backtrace: frames,
+        path: b.dir.display().to_string(),
+        files,
+        source: ReportSource {
+            dir: b.dir.display().to_string(),
+            key: b.key.clone(),
+        },
+        crash,
+    }
+}
+
+/// Directory name of a report (pure): `<UTC time>_<pid>_<signal>`.
+pub fn report_dir_name(time: &str, pid: i32, signal_name: &str) -> String {
+    let t = DateTime::parse_from_rfc3339(time)
+        .map(|t| {
+            t.with_timezone(&Utc)
+                .format("%Y%m%dT%H%M%S%.3fZ")
+                .to_string()
+        })
+        .unwrap_or_else(|_| sanitize(time));
+    format!("{t}_{pid}_{}", sanitize(signal_name))
+}
+
+fn hash_file(p: &Path) -> std::io::Result<(u64, String)> {
+    let mut f = fs::File::open(p)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut n = 0u64;
+    loop {
+        let r = f.read(&mut buf)?;
+        if r == 0 {
+            break;
+        }
+        n += r as u64;
+        h.update(&buf[..r]);
+    }
+    let hex = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok((n, hex))
+}
+
+/// Result of ingesting one bundle.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ingested {
+    /// Newly stored under this ID.
+    Stored(String),
+    /// Was already stored (a previous run died before deleting the source).
+    AlreadyStored(String),
+}
+
+impl Ingested {
+    pub fn id(&self) -> &str {
+        match self {
+            Ingested::Stored(s) | Ingested::AlreadyStored(s) => s,
+        }
+    }
+}
+
+/// A report in the store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredReport {
+    pub id: String,
+    pub dir: PathBuf,
+    pub bytes: u64,
+    pub report: CrashReport,
+}
+
+/// Retention limits (`None` = unlimited).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Retention {
+    pub max_reports: Option<usize>,
+    pub max_bytes: Option<u64>,
+    pub max_age: Option<Duration>,
+}
+
+/// Which reports to delete (pure). `reports` are (id, time, bytes); the oldest go first:
+/// everything older than `max_age`, then the oldest until count and bytes fit.
+pub fn plan_retention(
+    reports: &[(String, DateTime<Utc>, u64)],
+    limits: &Retention,
+    now: DateTime<Utc>,
+) -> Vec<String> {
+    let mut sorted: Vec<&(String, DateTime<Utc>, u64)> = reports.iter().collect();
+    sorted.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
+    let mut remove = Vec::new();
+    let mut keep: Vec<&(String, DateTime<Utc>, u64)> = Vec::new();
+    for r in sorted {
+        let too_old = limits.max_age.is_some_and(|age| {
+            now.signed_duration_since(r.1)
+                .to_std()
+                .map(|d| d > age)
+                .unwrap_or(false)
+        });
+        if too_old {
+            remove.push(r.0.clone())
+        } else {
+            keep.push(r)
+        }
+    }
+    let mut total: u64 = keep.iter().map(|r| r.2).sum();
+    let mut i = 0;
+    while i < keep.len() {
+        let over_count = limits.max_reports.is_some_and(|m| keep.len() - i > m);
+        let over_bytes = limits.max_bytes.is_some_and(|m| total > m);
+        if !(over_count || over_bytes) {
+            break;
+        }
+        total -= keep[i].2;
+        remove.push(keep[i].0.clone());
+        i += 1;
+    }
+    remove
+}
+
+/// The crash-report store rooted at a directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Open (create) a store and remove leftovers of interrupted ingestions.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Store> {
+        let root = root.into();
+        fs::create_dir_all(&root).map_err(io_err(&root))?;
+        let s = Store { root };
+        s.remove_temps();
+        Ok(s)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn remove_temps(&self) {
+        for d in walk_dirs(&self.root, 3) {
+            if let Ok(rd) = fs::read_dir(&d) {
+                for e in rd.flatten() {
+                    if e.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+                        let _ = fs::remove_dir_all(e.path());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Move one complete bundle into the store (see the module doc for crash safety).
+    pub fn ingest(&self, b: &Bundle, origin: &Origin, ctx: &ProcContext) -> Result<Ingested> {
+        let mut report = build_report(b, origin, ctx);
+        let parent = self
+            .root
+            .join(sanitize(&origin.namespace))
+            .join(sanitize(&origin.pod))
+            .join(sanitize(&origin.container));
+        fs::create_dir_all(&parent).map_err(io_err(&parent))?;
+        let base = report_dir_name(&report.time, b.pid, &report.signal_name);
+        // Find our name: the first candidate that is free or already holds this bundle.
+        let mut name = base.clone();
+        for n in 1.. {
+            let cand = parent.join(&name);
+            match read_report(&cand) {
+                Some(existing) if existing.source == report.source => {
+                    let id = self.rel_id(&cand);
+                    delete_source(b);
+                    return Ok(Ingested::AlreadyStored(id));
+                }
+                Some(_) => name = format!("{base}-{n}"),
+                None if cand.exists() => name = format!("{base}-{n}"),
+                None => break,
+            }
+        }
+        let dest = parent.join(&name);
+        let tmp = parent.join(format!("{TMP_PREFIX}{name}"));
+        let _ = fs::remove_dir_all(&tmp);
+        fs::create_dir(&tmp).map_err(io_err(&tmp))?;
+        for f in b.files.iter().chain(std::iter::once(&b.done)) {
+            let Some(fname) = f.file_name() else { continue };
+            let to = tmp.join(fname);
+            copy_synced(f, &to)?;
+        }
+        report.id = self.rel_id(&dest);
+        report.path = dest.display().to_string();
+        let json = serde_json::to_vec_pretty(&report).map_err(|e| Error::Other(e.to_string()))?;
+        let rp = tmp.join(REPORT_FILE);
+        let mut f = fs::File::create(&rp).map_err(io_err(&rp))?;
+        f.write_all(&json).map_err(io_err(&rp))?;
+        f.sync_all().map_err(io_err(&rp))?;
+        fsync_dir(&tmp);
+        fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
+        fsync_dir(&parent);
+        delete_source(b);
+        Ok(Ingested::Stored(report.id))
+    }
+
+    fn rel_id(&self, dir: &Path) -> String {
+        dir.strip_prefix(&self.root)
+            .unwrap_or(dir)
+            .display()
+            .to_string()
+    }
+
+    /// All reports, newest first.
+    pub fn list(&self) -> Vec<StoredReport> {
+        let mut out: Vec<StoredReport> = walk_dirs(&self.root, 4)
+            .into_iter()
+            .filter(|d| {
+                !d.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(TMP_PREFIX))
+            })
+            .filter_map(|d| {
+                let report = read_report(&d)?;
+                Some(StoredReport {
+                    id: self.rel_id(&d),
+                    bytes: dir_bytes(&d),
+                    dir: d,
+                    report,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| b.report.time.cmp(&a.report.time).then(b.id.cmp(&a.id)));
+        out
+    }
+
+    /// One report by ID: the full store-relative path, its last component, or a unique
+    /// prefix of the last component.
+    pub fn find(&self, id: &str) -> Result<StoredReport> {
+        find_report(self.list(), id)
+    }
+
+    /// Delete reports beyond the limits; returns the IDs removed.
+    pub fn apply_retention(&self, limits: &Retention, now: DateTime<Utc>) -> Result<Vec<String>> {
+        let list = self.list();
+        let input: Vec<(String, DateTime<Utc>, u64)> = list
+            .iter()
+            .map(|r| {
+                let t = DateTime::parse_from_rfc3339(&r.report.time)
+                    .map(|t| t.with_timezone(&Utc))
+                    .unwrap_or(now);
+                (r.id.clone(), t, r.bytes)
+            })
+            .collect();
+        let remove = plan_retention(&input, limits, now);
+        for id in &remove {
+            let d = self.root.join(id);
+            fs::remove_dir_all(&d).map_err(io_err(&d))?;
+        }
+        Ok(remove)
+    }
+}
+
+/// Pick a report from a list by ID (see [`Store::find`]).
+pub fn find_report(list: Vec<StoredReport>, id: &str) -> Result<StoredReport> {
+    let id = id.trim_end_matches('/');
+    if let Some(r) = list.iter().find(|r| r.id == id || r.report.id == id) {
+        return Ok(r.clone());
+    }
+    let last = |r: &StoredReport| r.id.rsplit('/').next().unwrap_or("").to_string();
+    let matches: Vec<&StoredReport> = list.iter().filter(|r| last(r).starts_with(id)).collect();
+    match matches.len() {
+        1 => Ok(matches[0].clone()),
+        0 => Err(Error::ReportNotFound(id.to_string())),
+        n => Err(Error::Invalid(format!(
+            "`{id}` matches {n} reports; give more of the ID"
+        ))),
+    }
+}
+
+fn read_report(dir: &Path) -> Option<CrashReport> {
+    let b = fs::read(dir.join(REPORT_FILE)).ok()?;
+    serde_json::from_slice(&b).ok()
+}
+
+fn copy_synced(from: &Path, to: &Path) -> Result<()> {
+    let mut src = fs::File::open(from).map_err(io_err(from))?;
+    let mut dst = fs::File::create(to).map_err(io_err(to))?;
+    std::io::copy(&mut src, &mut dst).map_err(io_err(to))?;
+    dst.sync_all().map_err(io_err(to))?;
+    Ok(())
+}
+
+fn fsync_dir(d: &Path) {
+    if let Ok(f) = fs::File::open(d) {
+        let _ = f.sync_all();
+    }
+}
+
+/// Delete a bundle's source files: data first, the `done_` marker last, then the pid
+/// directory if it became empty.
+fn delete_source(b: &Bundle) {
+    for f in &b.files {
+        let _ = fs::remove_file(f);
+    }
+    let _ = fs::remove_file(&b.done);
+    let _ = fs::remove_dir(&b.dir);
+}
+
+fn dir_bytes(d: &Path) -> u64 {
+    fs::read_dir(d)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Directories exactly `depth` levels below `root`.
+fn walk_dirs(root: &Path, depth: usize) -> Vec<PathBuf> {
+    let mut level = vec![root.to_path_buf()];
+    for _ in 0..depth {
+        let mut next = Vec::new();
+        for d in &level {
+            if let Ok(rd) = fs::read_dir(d) {
+                for e in rd.flatten() {
+                    if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                        next.push(e.path());
+                    }
+                }
+            }
+        }
+        level = next;
+    }
+    level
+}
+
+/// Modification time of a path as SystemTime (helper for callers).
+pub fn mtime(p: &Path) -> Option<SystemTime> {
+    fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn make_bundle(dir: &Path, pid: i32, key: &str, sig: i32) -> Bundle {
+        let d = dir.join(pid.to_string());
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join(format!("info_{key}")), "info").unwrap();
+        fs::write(
+            d.join(format!("crash_{key}.json")),
+            serde_json::json!({"signal": sig, "time": "2026-11-26T07:00:00.250Z",
+                "frames": [{"module":"/x/libscope.so","offset":1,"symbol":"handler"},
+                           {"module":"/usr/bin/demo","offset":16,"symbol":"crash_here"}]})
+            .to_string(),
+        )
+        .unwrap();
+        fs::write(d.join(format!("done_{key}")), "").unwrap();
+        bundle::scan_pid_dir(&d)
+            .into_iter()
+            .find(|b| b.key == key)
+            .unwrap()
+    }
+
+    #[test]
+    fn ingest_is_idempotent_and_deletes_source() {
+        let src = tempfile::tempdir().unwrap();
+        let st = tempfile::tempdir().unwrap();
+        let store = Store::open(st.path()).unwrap();
+        let b = make_bundle(src.path(), 42, "100", 11);
+        let origin = Origin::local("demo");
+        let id = store.ingest(&b, &origin, &ProcContext::default()).unwrap();
+        assert!(matches!(id, Ingested::Stored(_)));
+        assert!(
+            id.id().ends_with("20261126T070000.250Z_42_SIGSEGV"),
+            "{}",
+            id.id()
+        );
+        assert!(!src.path().join("42").exists(), "source deleted");
+        let list = store.list();
+        assert_eq!(list.len(), 1);
+        let r = &list[0].report;
+        assert_eq!(r.top_frame(), "crash_here (demo)");
+        assert_eq!(r.files.len(), 3);
+        assert_eq!(r.signal, Some(11));
+        // Simulate a crash after the rename but before the source was deleted.
+        let b2 = make_bundle(src.path(), 42, "100", 11);
+        let again = store.ingest(&b2, &origin, &ProcContext::default()).unwrap();
+        assert_eq!(again, Ingested::AlreadyStored(id.id().to_string()));
+        assert_eq!(store.list().len(), 1);
+        // Same second, same pid, different bundle: stored beside it.
+        let b3 = make_bundle(src.path(), 42, "101", 11);
+        store.ingest(&b3, &origin, &ProcContext::default()).unwrap();
+        assert_eq!(store.list().len(), 2);
+        assert!(store.find("20261126T070000.250Z_42_SIGSEGV-1").is_ok());
+        assert!(store.find("2026").is_err(), "ambiguous prefix");
+    }
+
+    #[test]
+    fn leftover_temp_dirs_are_removed_on_open() {
+        let st = tempfile::tempdir().unwrap();
+        let t = st.path().join("local/h/p/.tmp-x");
+        fs::create_dir_all(&t).unwrap();
+        Store::open(st.path()).unwrap();
+        assert!(!t.exists());
+    }
+
+    #[test]
+    fn retention_plan() {
+        let now = Utc.with_ymd_and_hms(2026, 1, 10, 0, 0, 0).unwrap();
+        let day = |d| Utc.with_ymd_and_hms(2026, 1, d, 0, 0, 0).unwrap();
+        let r = vec![
+            ("a".to_string(), day(1), 100),
+            ("b".to_string(), day(8), 100),
+            ("c".to_string(), day(9), 100),
+            ("d".to_string(), day(9), 500),
+        ];
+        let age = Retention {
+            max_age: Some(Duration::from_secs(5 * 86400)),
+            ..Default::default()
+        };
+        assert_eq!(plan_retention(&r, &age, now), vec!["a"]);
+        let count = Retention {
+            max_reports: Some(2),
+            ..Default::default()
+        };
+        assert_eq!(plan_retention(&r, &count, now), vec!["a", "b"]);
+        let bytes = Retention {
+            max_bytes: Some(550),
+            ..Default::default()
+        };
+        assert_eq!(plan_retention(&r, &bytes, now), vec!["a", "b", "c"]);
+        assert!(plan_retention(&r, &Retention::default(), now).is_empty());
+    }
+}
