@@ -1,4 +1,5 @@
 //! appscope-operator: node agent, controllers, CRDs, and the cluster side of `kubectl scope`.
 
 pub mod copylib;
+pub mod crd;
 pub mod kubectl;

@@ -18,6 +18,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
+    /// Print all CRDs as one multi-document YAML.
+    Crdgen,
     /// Copy libscope.so into a shared volume atomically (init container).
     CopyLib {
         /// Library to copy [env: APPSCOPE_LIB_SOURCE] [default: /usr/lib/appscope/libscope.so]
@@ -32,6 +34,16 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Crdgen => match appscope_operator::crd::all_crds_yaml() {
+            Ok(y) => {
+                print!("{y}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("appscope-operator crdgen: {e}");
+                ExitCode::from(1)
+            }
+        },
         Cmd::CopyLib { from, to } => {
             let src = appscope_operator::copylib::resolve_source(
                 from,
