@@ -41,6 +41,12 @@ impl<const N: usize> FixedBuf<N> {
         self.len = 0;
         self.truncated = false;
     }
+    /// Shortens the contents to `len` bytes (no-op when already shorter).
+    pub fn truncate(&mut self, len: usize) {
+        if len < self.len {
+            self.len = len;
+        }
+    }
     pub fn truncated(&self) -> bool {
         self.truncated
     }
