@@ -172,7 +172,7 @@ pub enum DestError {
     Scheme(String),
     #[error("missing host in {0:?}")]
     MissingHost(String),
-    #[error("missing or invalid port in {0:?} (expected host:port)")]
+    #[error("missing or invalid port in {0:?} (expected host:port, IPv6 as [addr]:port)")]
     BadPort(String),
     #[error("missing path in {0:?}")]
     MissingPath(String),
@@ -203,7 +203,8 @@ impl Transport {
         match scheme.to_ascii_lowercase().as_str() {
             "tcp" | "udp" => {
                 let (host, port) = split_host_port(rest).ok_or_else(|| {
-                    if rest.is_empty() || rest.starts_with(':') {
+                    if rest.is_empty() || (rest.starts_with(':') && rest.matches(':').count() == 1)
+                    {
                         DestError::MissingHost(url.to_string())
                     } else {
                         DestError::BadPort(url.to_string())
