@@ -156,13 +156,11 @@ where
     let ns = req.namespace.clone().unwrap_or_default();
     let detail = format!("uid={} namespace={ns}", req.uid);
     if !req.kind.group.is_empty() || req.kind.kind != "Pod" || req.sub_resource.is_some() {
-        let what = format!(
-            "{}{}/{} {}",
-            req.kind.group,
-            if req.kind.group.is_empty() { "" } else { "/" },
-            req.kind.version,
-            req.kind.kind
-        );
+        let what = if req.kind.group.is_empty() {
+            format!("{} {}", req.kind.version, req.kind.kind)
+        } else {
+            format!("{}/{} {}", req.kind.group, req.kind.version, req.kind.kind)
+        };
         let sub = req
             .sub_resource
             .as_deref()
