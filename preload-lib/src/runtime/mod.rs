@@ -1,1 +1,367 @@
-//! See lib.rs for ownership and boundary.
+//! Library runtime: constructor, config in effect (swapped atomically on change),
+//! re-entry guard, the background thread (reporter + transport drain), fork and exit.
+//!
+//! Start-up is cheap and cannot deadlock: the constructor reads the environment and (if
+//! one exists) the config file, publishes the config, calls the modules' `on_config`
+//! hooks and starts one background thread. It never waits for that thread, takes no lock
+//! the loader could hold, and catches every panic; if anything fails the library stays a
+//! pass-through (`runtime::is_active()` is false and the interposers do nothing).
+
+pub mod cmddir;
+pub mod procinfo;
+pub mod reporter;
+pub mod startmsg;
+pub mod status;
+
+use std::cell::Cell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+use arc_swap::ArcSwapOption;
+use scope_config::Config;
+
+pub use procinfo::ProcInfo;
+
+use crate::transport::{self, Endpoint, TlsSettings};
+
+/// Library version reported in start messages and status files.
+pub const LIBSCOPE_VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"));
+
+// ---- re-entry guard ----------------------------------------------------------------
+
+thread_local! {
+    static INTERNAL: Cell<u32> = const { Cell::new(0) };
+}
+
+/// While alive, this thread's libc calls are the library's own: interposers must pass
+/// them straight through (no events, no metrics, no recursion).
+pub struct Internal(());
+
+impl Drop for Internal {
+    fn drop(&mut self) {
+        let _ = INTERNAL.try_with(|c| c.set(c.get().saturating_sub(1)));
+    }
+}
+
+/// Enters an internal scope (nestable).
+pub fn internal() -> Internal {
+    let _ = INTERNAL.try_with(|c| c.set(c.get().saturating_add(1)));
+    Internal(())
+}
+
+/// True inside an internal scope and on the library's own threads. Interposers check this
+/// first. Cheap (one TLS read); during thread teardown it answers true (pass-through).
+#[inline]
+pub fn is_internal() -> bool {
+    INTERNAL.try_with(|c| c.get() != 0).unwrap_or(true)
+}
+
+/// Marks the calling thread as the library's own for its whole life.
+fn mark_thread_internal() {
+    let _ = INTERNAL.try_with(|c| c.set(1 << 30));
+}
+
+// ---- state ---------------------------------------------------------------------------
+
+const UNINIT: u8 = 0;
+const STARTING: u8 = 1;
+const ACTIVE: u8 = 2;
+/// Initialisation failed: pass-through only.
+const DISABLED: u8 = 3;
+
+static STATE: AtomicU8 = AtomicU8::new(UNINIT);
+static CONFIG: ArcSwapOption<Config> = ArcSwapOption::const_empty();
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+static DEFAULT: std::sync::OnceLock<Arc<Config>> = std::sync::OnceLock::new();
+
+/// True once the library initialised and is reporting. False before init, after a
+/// failed init (pass-through) and in processes where it was never started.
+#[inline]
+pub fn is_active() -> bool {
+    STATE.load(Ordering::Acquire) == ACTIVE
+}
+
+/// The config in effect (cheap: one atomic load plus a reference count). Before init it
+/// is AppScope's defaults.
+pub fn config() -> Arc<Config> {
+    match CONFIG.load_full() {
+        Some(c) => c,
+        None => DEFAULT.get_or_init(|| Arc::new(Config::default())).clone(),
+    }
+}
+
+/// Incremented on every config change; lets hot paths cache derived settings.
+#[inline]
+pub fn config_generation() -> u64 {
+    GENERATION.load(Ordering::Acquire)
+}
+
+/// The process identity (pid, ppid, procname, cmd, host...). The reference stays valid
+/// forever; after fork the child gets a new one from the next call.
+pub fn proc_info() -> &'static ProcInfo {
+    procinfo::get()
+}
+
+/// Replaces the config in effect and tells every module. Runs on the background thread
+/// (or the constructor). Returns false when `new` equals the current config.
+pub(crate) fn publish_config(new: Config, first: bool) -> bool {
+    let cur = CONFIG.load_full();
+    if !first && cur.as_deref() == Some(&new) {
+        return false;
+    }
+    let new = Arc::new(new);
+    CONFIG.store(Some(new.clone()));
+    GENERATION.fetch_add(1, Ordering::AcqRel);
+    run_hooks(&new);
+    if !first {
+        // The background thread: reconnect what changed, resend the start message.
+        transport::configure(
+            endpoints(&new),
+            Some(startmsg::line(proc_info(), &new)),
+            true,
+        );
+    }
+    true
+}
+
+fn run_hooks(cfg: &Config) {
+    let _g = internal();
+    let _ = catch_unwind(AssertUnwindSafe(|| crate::metrics::on_config(cfg)));
+    let _ = catch_unwind(AssertUnwindSafe(|| crate::events::on_config(cfg)));
+    let settings = crash_settings(cfg);
+    let _ = catch_unwind(AssertUnwindSafe(|| crate::crash::configure(&settings)));
+}
+
+/// What crash capture needs from the config.
+pub fn crash_settings(cfg: &Config) -> crate::crash::CrashSettings {
+    crate::crash::CrashSettings {
+        backtrace: cfg.libscope.snapshot.backtrace,
+        coredump: cfg.libscope.snapshot.coredump,
+        snapshot_dir: cfg.snapshot_dir.to_string_lossy().into_owned(),
+        core_maxsize: cfg.core_maxsize,
+        config_in_effect: cfg.config_in_effect().to_string(),
+        libscope_version: LIBSCOPE_VERSION.to_string(),
+    }
+}
+
+/// Converts the config's transport into a destination. Invalid or incomplete transports
+/// become `Disabled` (reported through the status file's failure details).
+pub fn endpoint_of(t: &scope_config::transport::Transport) -> Endpoint {
+    use scope_config::transport::{Endpoint as E, FileTarget, UnixAddr};
+    let tls = t.tls.enable.then(|| TlsSettings {
+        validate_server: t.tls.validateserver,
+        ca_cert_path: t.tls.cacertpath.clone(),
+    });
+    match t.endpoint() {
+        Ok(E::Tcp { host, port }) => match port.parse::<u16>() {
+            Ok(port) if port > 0 => Endpoint::Tcp { host, port, tls },
+            _ => Endpoint::Disabled,
+        },
+        Ok(E::Udp { host, port }) => match port.parse::<u16>() {
+            Ok(port) if port > 0 => Endpoint::Udp { host, port },
+            _ => Endpoint::Disabled,
+        },
+        Ok(E::Unix(UnixAddr::Path(p))) => Endpoint::Unix {
+            path: p.to_string_lossy().into_owned(),
+            abstract_name: false,
+        },
+        Ok(E::Unix(UnixAddr::Abstract(n))) => Endpoint::Unix {
+            path: n,
+            abstract_name: true,
+        },
+        Ok(E::File(FileTarget::Path(p))) => Endpoint::File {
+            path: p.to_string_lossy().into_owned(),
+        },
+        Ok(E::File(FileTarget::Stdout)) => Endpoint::Stdout,
+        Ok(E::File(FileTarget::Stderr)) => Endpoint::Stderr,
+        Ok(E::Edge) => Endpoint::Unix {
+            path: std::env::var("SCOPE_CRIBL_EDGE_PATH")
+                .ok()
+                .filter(|p| p.starts_with('/'))
+                .unwrap_or_else(|| transport::endpoint::EDGE_DEFAULT_PATH.to_string()),
+            abstract_name: false,
+        },
+        Err(_) => Endpoint::Disabled,
+    }
+}
+
+/// The destinations of the metrics, events and log channels under `cfg`.
+pub fn endpoints(cfg: &Config) -> [Endpoint; 3] {
+    let m = if cfg.metric.enable {
+        endpoint_of(cfg.metric_transport())
+    } else {
+        Endpoint::Disabled
+    };
+    let e = if cfg.event.enable {
+        endpoint_of(cfg.event_transport())
+    } else {
+        Endpoint::Disabled
+    };
+    let l = if cfg.libscope.log.level == scope_config::model::LogLevel::None {
+        Endpoint::Disabled
+    } else {
+        endpoint_of(&cfg.libscope.log.transport)
+    };
+    [m, e, l]
+}
+
+// ---- library log -----------------------------------------------------------------------
+
+/// Writes one line to the library log (`SCOPE_LOG_DEST`) when `level` passes
+/// `SCOPE_LOG_LEVEL`. Never blocks.
+pub fn log(level: scope_config::model::LogLevel, msg: &str) {
+    let cfg = config();
+    let min = cfg.libscope.log.level;
+    if min == scope_config::model::LogLevel::None || level < min {
+        return;
+    }
+    let pi = proc_info();
+    let line = format!(
+        "[{}] Scope: {}({}): [{}] {}\n",
+        reporter::rfc3339_now(),
+        pi.procname,
+        pi.pid,
+        level.as_str(),
+        msg
+    );
+    transport::send_log(line.into_bytes());
+}
+
+// ---- constructor, fork, exit ----------------------------------------------------------
+
+unsafe extern "C" {
+    /// glibc's registration behind pthread_atfork (exported since GLIBC_2.3.2; calling it
+    /// directly avoids depending on libpthread_nonshared on old glibc).
+    fn __register_atfork(
+        prepare: Option<unsafe extern "C" fn()>,
+        parent: Option<unsafe extern "C" fn()>,
+        child: Option<unsafe extern "C" fn()>,
+        dso_handle: *mut libc::c_void,
+    ) -> libc::c_int;
+}
+
+fn env_get(k: &str) -> Option<String> {
+    std::env::var(k).ok()
+}
+
+/// Full initialisation (the constructor calls it; tests may too). Idempotent.
+pub fn init() {
+    if STATE
+        .compare_exchange(UNINIT, STARTING, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return;
+    }
+    let _g = internal();
+    let ok = catch_unwind(AssertUnwindSafe(|| {
+        procinfo::init();
+        transport::init();
+        let loaded = scope_config::load(&env_get);
+        reporter::set_load_diagnostics(&loaded);
+        publish_config(loaded.config, true);
+        let _ = catch_unwind(AssertUnwindSafe(crate::interpose::init));
+        // SAFETY: registering plain extern "C" fns with no captured state.
+        unsafe { __register_atfork(None, None, Some(atfork_child), std::ptr::null_mut()) };
+        reporter::spawn()
+    }));
+    match ok {
+        Ok(true) => STATE.store(ACTIVE, Ordering::Release),
+        _ => STATE.store(DISABLED, Ordering::Release),
+    }
+}
+
+/// Runs in the child after fork(): new identity, fresh transport state (the parent's
+/// descriptors closed, its buffered data not re-sent), new counters, own thread.
+unsafe extern "C" fn atfork_child() {
+    let _ = catch_unwind(|| {
+        if STATE.load(Ordering::Acquire) != ACTIVE {
+            return;
+        }
+        let _g = internal();
+        procinfo::after_fork_child();
+        transport::after_fork_child();
+        let _ = catch_unwind(crate::metrics::reset_after_fork);
+        reporter::after_fork_child();
+        let _ = catch_unwind(crate::crash::after_fork_child);
+        // Modules reset their per-process aggregates through on_config (they can tell a
+        // fork by proc_info().pid changing).
+        run_hooks(&config());
+        if !reporter::spawn() {
+            STATE.store(DISABLED, Ordering::Release);
+        }
+    });
+}
+
+#[cfg_attr(test, allow(dead_code))]
+extern "C" fn scope_ctor() {
+    let _ = catch_unwind(init);
+}
+
+/// At exit (via `.fini_array`): one last metrics period and a flush bounded to
+/// [`EXIT_FLUSH`], only in the process that owns the state (not in a vfork child).
+#[cfg_attr(test, allow(dead_code))]
+extern "C" fn scope_fini() {
+    let _ = catch_unwind(|| {
+        if STATE.load(Ordering::Acquire) != ACTIVE {
+            return;
+        }
+        // SAFETY: trivial syscall.
+        if unsafe { libc::getpid() } as u32 != proc_info().pid {
+            return;
+        }
+        let _g = internal();
+        reporter::at_exit();
+    });
+}
+
+/// Longest the exit path waits to deliver what is queued.
+pub const EXIT_FLUSH: std::time::Duration = std::time::Duration::from_millis(100);
+
+#[cfg(not(test))]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static SCOPE_INIT: extern "C" fn() = scope_ctor;
+
+#[cfg(not(test))]
+#[used]
+#[unsafe(link_section = ".fini_array")]
+static SCOPE_FINI: extern "C" fn() = scope_fini;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_guard_nests() {
+        assert!(!is_internal());
+        {
+            let _a = internal();
+            assert!(is_internal());
+            {
+                let _b = internal();
+                assert!(is_internal());
+            }
+            assert!(is_internal());
+        }
+        assert!(!is_internal());
+    }
+
+    #[test]
+    fn endpoints_follow_config() {
+        let mut c = Config::default();
+        c.cribl.enable = false;
+        c.set("SCOPE_EVENT_DEST", "unix://@ev").unwrap();
+        c.set("SCOPE_METRIC_DEST", "udp://127.0.0.1:8125").unwrap();
+        c.set("SCOPE_LOG_DEST", "file:///tmp/x.log").unwrap();
+        let [m, e, l] = endpoints(&c);
+        assert_eq!(m.to_string(), "udp://127.0.0.1:8125");
+        assert_eq!(e.to_string(), "unix://@ev");
+        assert_eq!(l.to_string(), "file:///tmp/x.log");
+        c.set("SCOPE_EVENT_ENABLE", "false").unwrap();
+        assert_eq!(endpoints(&c)[1], Endpoint::Disabled);
+        c.set("SCOPE_METRIC_TLS_ENABLE", "true").unwrap();
+        c.set("SCOPE_METRIC_DEST", "tcp://h:9").unwrap();
+        assert_eq!(endpoints(&c)[0].to_string(), "tls://h:9");
+    }
+}

@@ -1,0 +1,317 @@
+//! The library's background thread: drains the transport queues continuously and, once
+//! per summary period, flushes metrics, applies the command file, checks connections and
+//! writes the status file.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use scope_config::model::LogLevel;
+use scope_config::status::{LastCommand, Rejected};
+use scope_config::{Config, LoadInput, Loaded};
+
+use super::{
+    cmddir, config, endpoints, log, proc_info, procinfo, publish_config, startmsg, status,
+};
+use crate::transport;
+
+/// Stack of the background thread (TLS handshakes and JSON need little).
+const STACK: usize = 512 << 10;
+/// While data flows, the thread comes back this often to batch writes.
+const BUSY_WAIT: Duration = Duration::from_millis(2);
+
+#[derive(Default)]
+struct State {
+    last_command: Option<LastCommand>,
+    /// Last refused command file + reason, so a file left in place is logged once.
+    last_refusal: Option<String>,
+    /// Problems found while loading the config at start (logged once).
+    load_diagnostics: Vec<String>,
+    /// The environment at start (`SCOPE_CONF_RELOAD` reloads with it).
+    env: Vec<(String, String)>,
+}
+
+struct Reporter {
+    state: Mutex<State>,
+    /// Held while a period is processed (the exit flush must not run one concurrently).
+    tick: Mutex<()>,
+}
+
+static REPORTER: AtomicPtr<Reporter> = AtomicPtr::new(std::ptr::null_mut());
+
+fn reporter() -> &'static Reporter {
+    let p = REPORTER.load(Ordering::Acquire);
+    // SAFETY: only leaked Boxes are stored.
+    if let Some(r) = unsafe { p.as_ref() } {
+        return r;
+    }
+    let r = Box::into_raw(Box::new(Reporter {
+        state: Mutex::new(State::default()),
+        tick: Mutex::new(()),
+    }));
+    match REPORTER.compare_exchange(std::ptr::null_mut(), r, Ordering::AcqRel, Ordering::Acquire) {
+        // SAFETY: r was just leaked.
+        Ok(_) => unsafe { &*r },
+        Err(existing) => {
+            // SAFETY: r was never published; existing is a leaked Box.
+            drop(unsafe { Box::from_raw(r) });
+            unsafe { &*existing }
+        }
+    }
+}
+
+fn state() -> MutexGuard<'static, State> {
+    reporter().state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Keeps what the loader reported at start (and the environment, for reloads).
+pub(crate) fn set_load_diagnostics(loaded: &Loaded) {
+    let env: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| k.starts_with("SCOPE_") || k == "HOME")
+        .collect();
+    let mut s = state();
+    s.load_diagnostics = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
+    s.env = env;
+}
+
+/// In a forked child: fresh state (locks of the parent's thread may be held).
+pub(crate) fn after_fork_child() {
+    let old = reporter();
+    let env = old
+        .state
+        .try_lock()
+        .map(|s| s.env.clone())
+        .unwrap_or_default();
+    let r = Box::into_raw(Box::new(Reporter {
+        state: Mutex::new(State {
+            env,
+            ..State::default()
+        }),
+        tick: Mutex::new(()),
+    }));
+    REPORTER.store(r, Ordering::Release);
+}
+
+/// Starts the background thread. False when the thread cannot be created.
+pub(crate) fn spawn() -> bool {
+    reporter();
+    std::thread::Builder::new()
+        .name("libscope".into())
+        .stack_size(STACK)
+        .spawn(run)
+        .is_ok()
+}
+
+/// RFC 3339 UTC now.
+pub fn rfc3339_now() -> String {
+    status::rfc3339(procinfo::now_unix())
+}
+
+fn period_of(cfg: &Config) -> Duration {
+    Duration::from_secs(u64::from(cfg.libscope.summaryperiod.max(1)))
+}
+
+fn run() {
+    super::mark_thread_internal();
+    transport::set_worker(std::thread::current());
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        let cfg = config();
+        transport::configure(
+            endpoints(&cfg),
+            Some(startmsg::line(proc_info(), &cfg)),
+            false,
+        );
+        let diags = std::mem::take(&mut state().load_diagnostics);
+        for d in diags {
+            log(LogLevel::Warning, &format!("config: {d}"));
+        }
+        write_status();
+    }));
+    let mut next = Instant::now() + period_of(&config());
+    loop {
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            let now = Instant::now();
+            if now >= next {
+                tick();
+                next = Instant::now() + period_of(&config());
+            }
+            let more = transport::service(Instant::now() + Duration::from_millis(50));
+            if more {
+                std::thread::park_timeout(BUSY_WAIT);
+                return;
+            }
+            let mut wake = next;
+            if let Some(t) = transport::next_attempt() {
+                wake = wake.min(t);
+            }
+            let now = Instant::now();
+            if wake > now && transport::go_idle() {
+                std::thread::park_timeout(wake - now);
+                transport::wake();
+            }
+        }));
+        if r.is_err() {
+            // A bug in one iteration must not kill reporting; do not spin on it.
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn reload_with(env: &[(String, String)], path: Option<PathBuf>) -> Loaded {
+    let lookup = |n: &str| {
+        env.iter()
+            .rev()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.clone())
+    };
+    let tag_vars = env
+        .iter()
+        .filter(|(k, _)| k.starts_with("SCOPE_TAG_"))
+        .map(|(k, _)| k.clone())
+        .collect();
+    scope_config::load_with(&LoadInput {
+        env: &lookup,
+        tag_vars,
+        identity: None,
+        path_override: path,
+    })
+}
+
+/// One summary period.
+fn tick() {
+    let r = reporter();
+    let _t = r.tick.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = catch_unwind(crate::metrics::flush_period);
+    transport::check_peers();
+    apply_command_file();
+    write_status();
+}
+
+fn apply_command_file() {
+    let cfg = config();
+    let pi = proc_info();
+    let env = state().env.clone();
+    // SAFETY: trivial syscall.
+    let uid = unsafe { libc::geteuid() };
+    let reload = |p: Option<PathBuf>| reload_with(&env, p);
+    let Some(o) = cmddir::poll(&cfg.libscope.commanddir, pi.pid, uid, &cfg, &reload) else {
+        return;
+    };
+    let at = rfc3339_now();
+    let mut rejected: Vec<Rejected> = o.rejected.iter().map(Rejected::from).collect();
+    if o.refused {
+        let key = format!("{}: {:?}", o.file.display(), o.rejected);
+        let mut s = state();
+        if s.last_refusal.as_ref() == Some(&key) {
+            return;
+        }
+        s.last_refusal = Some(key);
+        drop(s);
+        for r in &o.rejected {
+            log(
+                LogLevel::Warning,
+                &format!("command file {}: {}", o.file.display(), r.reason),
+            );
+        }
+    } else {
+        state().last_refusal = None;
+        for r in &o.rejected {
+            log(
+                LogLevel::Warning,
+                &format!(
+                    "command file {} line {}: {}",
+                    o.file.display(),
+                    r.line,
+                    r.reason
+                ),
+            );
+        }
+    }
+    if let Some(newcfg) = o.config
+        && publish_config(newcfg, false)
+    {
+        log(
+            LogLevel::Info,
+            &format!(
+                "command file {}: applied {}",
+                o.file.display(),
+                o.applied.join(", ")
+            ),
+        );
+    }
+    if o.snapshot {
+        let _g = super::internal();
+        match catch_unwind(crate::crash::snapshot_now) {
+            Ok(Ok(dir)) => log(LogLevel::Info, &format!("snapshot written to {dir}")),
+            Ok(Err(e)) => rejected.push(Rejected {
+                line: 0,
+                reason: format!("SCOPE_CMD_SNAPSHOT: {e}"),
+            }),
+            Err(_) => rejected.push(Rejected {
+                line: 0,
+                reason: "SCOPE_CMD_SNAPSHOT: snapshot failed".into(),
+            }),
+        }
+    }
+    state().last_command = Some(LastCommand {
+        file: o.file.display().to_string(),
+        applied: o.applied,
+        rejected,
+        at,
+    });
+}
+
+fn write_status() {
+    let cfg = config();
+    let links = transport::status();
+    let last = state().last_command.clone();
+    if let Err(e) = status::write(
+        proc_info(),
+        &cfg,
+        &links,
+        last.as_ref(),
+        procinfo::now_unix(),
+    ) {
+        let dir = cfg
+            .status_dir
+            .as_ref()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
+        log(LogLevel::Warning, &format!("status file in {dir}: {e}"));
+    }
+}
+
+/// Process exit: a last metrics period and a bounded flush, then a final status.
+#[cfg_attr(test, allow(dead_code))]
+pub(crate) fn at_exit() {
+    let deadline = Instant::now() + super::EXIT_FLUSH;
+    let r = reporter();
+    loop {
+        match r.tick.try_lock() {
+            Ok(_t) => {
+                let _ = catch_unwind(crate::metrics::flush_period);
+                break;
+            }
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
+            Err(_) => break,
+        }
+    }
+    transport::flush_until(deadline);
+    if config().status_dir.is_some()
+        && let Ok(s) = r.state.try_lock()
+        && let Some(links) = transport::try_status()
+    {
+        let last = s.last_command.clone();
+        drop(s);
+        let _ = status::write(
+            proc_info(),
+            &config(),
+            &links,
+            last.as_ref(),
+            procinfo::now_unix(),
+        );
+    }
+}
