@@ -94,6 +94,31 @@ impl Attached {
         })
     }
 
+    /// Floating-point registers (FXSAVE area) of one stopped thread.
+    #[cfg(target_arch = "x86_64")]
+    pub fn fpregs(&self, tid: i32) -> Result<libc::user_fpregs_struct> {
+        // SAFETY: user_fpregs_struct is plain old data; all-zero is a valid value.
+        let mut fp: libc::user_fpregs_struct = unsafe { std::mem::zeroed() };
+        // SAFETY: PTRACE_GETFPREGS writes one user_fpregs_struct to `data`, which points
+        // to a live, properly aligned value of that type.
+        let r = unsafe {
+            libc::ptrace(
+                libc::PTRACE_GETFPREGS,
+                tid,
+                0usize,
+                &mut fp as *mut libc::user_fpregs_struct,
+            )
+        };
+        if r != 0 {
+            return Err(Error::Ptrace {
+                op: "PTRACE_GETFPREGS",
+                tid,
+                source: io::Error::last_os_error(),
+            });
+        }
+        Ok(fp)
+    }
+
     #[cfg(not(target_arch = "x86_64"))]
     pub fn regs(&self, tid: i32) -> Result<Regs> {
         Err(Error::Other(format!(

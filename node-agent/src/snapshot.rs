@@ -266,6 +266,7 @@ pub fn capture_stacks(pid: i32) -> Result<(Vec<ThreadStack>, Duration)> {
         return Err(Error::Invalid("cannot snapshot the agent itself".into()));
     }
     let mut image = ProcessImage::open(pid)?;
+    image.preload_modules();
     let tids = procs::threads(pid)?;
     let t0 = Instant::now();
     let attached = crate::ptrace::Attached::stop_threads(&tids)?;
@@ -531,7 +532,7 @@ pub fn library_snapshot(info: &ProcessInfo, dest: &Path, wait: Duration) -> Resu
 
 /// Write a gdb-loadable core of a live process (see [`crate::core`]).
 pub fn write_core(pid: i32, path: &Path, progress: &mut dyn Progress) -> Result<()> {
-    crate::core::write_live_core(pid, path, progress)
+    crate::core::write_live_core(pid, path, progress).map(|_| ())
 }
 
 #[cfg(test)]

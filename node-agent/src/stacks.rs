@@ -135,9 +135,26 @@ impl ProcessImage {
             ElfModule::load(std::path::Path::new(&mf))
                 .or_else(|| ElfModule::load(std::path::Path::new(&root)))
         })?;
-        let svma = module.vaddr_of_file_offset(m.offset);
-        let bias = m.start.wrapping_sub(svma);
+        // Load bias: the file's offset-0 mapping holds its lowest load segment.
+        let bias = match self.maps.iter().find(|x| x.path == m.path && x.offset == 0) {
+            Some(first) => first.start.wrapping_sub(module.base_vaddr()),
+            None => m.start.wrapping_sub(module.vaddr_of_file_offset(m.offset)),
+        };
         Some((module, bias, m.path))
+    }
+
+    /// Parse every executable file mapping's module now, so that less work happens
+    /// while the threads are stopped.
+    pub fn preload_modules(&mut self) {
+        let starts: Vec<u64> = self
+            .maps
+            .iter()
+            .filter(|m| m.perms.contains('x') && m.path.starts_with('/'))
+            .map(|m| m.start)
+            .collect();
+        for s in starts {
+            let _ = self.module_at(s);
+        }
     }
 
     /// Symbolize one address.
