@@ -7,6 +7,9 @@
 //! `appscope-operator crdgen` prints [`all_crds_yaml`]; the chart and `manifests/`
 //! carry that output.
 
+// The kube derive takes several `printcolumn(...)` with the same keys.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;

@@ -3,3 +3,4 @@
 pub mod copylib;
 pub mod crd;
 pub mod kubectl;
+pub mod reconcile;
