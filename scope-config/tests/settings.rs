@@ -117,6 +117,19 @@ fn set_applies_values() {
         c.get("SCOPE_METRIC_DEST").as_deref(),
         Some("tcp://127.0.0.1:8126")
     );
+    // SCOPE_CRIBL without a port uses 10090, like AppScope.
+    c.set("SCOPE_CRIBL", "tcp://stream.local").unwrap();
+    assert_eq!(
+        c.get("SCOPE_CRIBL").as_deref(),
+        Some("tcp://stream.local:10090")
+    );
+    c.set("SCOPE_CRIBL", "tcp://[fd00::1]").unwrap();
+    assert_eq!(
+        c.get("SCOPE_CRIBL").as_deref(),
+        Some("tcp://[fd00::1]:10090")
+    );
+    c.set("SCOPE_CRIBL", "tcp://stream.local:10091").unwrap();
+    assert_eq!(c.cribl.transport.port, "10091");
     c.set("SCOPE_STATUS_DIR", "").unwrap();
     assert_eq!(c.status_dir, None);
 }
