@@ -89,7 +89,7 @@ fn manifests_are_up_to_date() {
         ("DaemonSet", "appscope-agent"),
         ("Deployment", "appscope-controller"),
         ("Deployment", "appscope-webhook"),
-        ("MutatingWebhookConfiguration", "appscope"),
+        ("MutatingWebhookConfiguration", "appscope-webhook"),
         ("PersistentVolumeClaim", "appscope-crash-reports"),
     ] {
         find(&objs, kind, name);
@@ -167,7 +167,7 @@ fn webhook_registration_follows_the_contract() {
         return;
     }
     let objs = render(&[]);
-    let mwc = find(&objs, "MutatingWebhookConfiguration", "appscope");
+    let mwc = find(&objs, "MutatingWebhookConfiguration", "appscope-webhook");
     let hooks = mwc["webhooks"].as_array().unwrap();
     assert_eq!(
         hooks.len(),
@@ -183,7 +183,6 @@ fn webhook_registration_follows_the_contract() {
         assert_eq!(h["rules"][0]["operations"], json!(["CREATE"]));
         assert_eq!(h["rules"][0]["resources"], json!(["pods"]));
         let svc = &h["clientConfig"]["service"];
-        assert_eq!(svc["path"], "/mutate");
         assert_eq!(svc["namespace"], "appscope");
         // the Service it names exists and targets the webhook's https port
         let service = find(&objs, "Service", svc["name"].as_str().unwrap());
@@ -212,6 +211,7 @@ fn webhook_registration_follows_the_contract() {
     }
     let by_name = |n: &str| hooks.iter().find(|h| h["name"] == n).unwrap();
     let pods = by_name("pods.appscope.dev");
+    assert_eq!(pods["clientConfig"]["service"]["path"], "/mutate");
     let sel = pods["namespaceSelector"]["matchExpressions"]
         .as_array()
         .unwrap();
@@ -231,6 +231,7 @@ fn webhook_registration_follows_the_contract() {
         "{exprs:?}"
     );
     let nss = by_name("namespaces.appscope.dev");
+    assert_eq!(nss["clientConfig"]["service"]["path"], "/mutate/namespace");
     let sel = nss["namespaceSelector"]["matchExpressions"]
         .as_array()
         .unwrap();
@@ -240,7 +241,7 @@ fn webhook_registration_follows_the_contract() {
 
     // without matchConditions support requested, the entries are plain (webhook decides)
     let objs = render(&["--set", "webhook.matchConditions=never"]);
-    let mwc = find(&objs, "MutatingWebhookConfiguration", "appscope");
+    let mwc = find(&objs, "MutatingWebhookConfiguration", "appscope-webhook");
     assert!(mwc["webhooks"][0].get("matchConditions").is_none());
 }
 
@@ -306,7 +307,33 @@ fn webhook_deployment_is_highly_available_and_wired() {
             .any(|r| r["resourceNames"] == json!(["appscope-webhook-tls"]))
     );
     let cr = find(&objs, "ClusterRole", "appscope-webhook-cabundle");
-    assert_eq!(cr["rules"][0]["resourceNames"], json!(["appscope"]));
+    assert_eq!(cr["rules"][0]["resourceNames"], json!(["appscope-webhook"]));
+    let env = &c["env"];
+    let env_value = |n: &str| {
+        env.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == n)
+            .map(|e| e["value"].clone())
+    };
+    assert_eq!(
+        env_value("APPSCOPE_WEBHOOK_CONFIG_NAME"),
+        Some(json!("appscope-webhook"))
+    );
+    assert_eq!(
+        env_value("APPSCOPE_SECRET_NAME"),
+        Some(json!("appscope-webhook-tls"))
+    );
+    assert_eq!(
+        env_value("APPSCOPE_SERVICE_NAME"),
+        Some(json!("appscope-webhook"))
+    );
+    let lease = env_value("APPSCOPE_LEASE_NAME").expect("lease env");
+    assert!(
+        rules
+            .iter()
+            .any(|r| r["resources"] == json!(["leases"]) && r["resourceNames"] == json!([lease]))
+    );
 
     let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
     let objs = render(&[
@@ -365,6 +392,16 @@ fn agent_is_unprivileged_with_only_its_capabilities() {
         "appscope-crash-reports"
     );
 
+    // the flags' env names from docs/reference/operator.md
+    let env = c["env"].as_array().unwrap();
+    let node = env
+        .iter()
+        .find(|e| e["name"] == "NODE_NAME")
+        .expect("NODE_NAME");
+    assert_eq!(node["valueFrom"]["fieldRef"]["fieldPath"], "spec.nodeName");
+    let store = env.iter().find(|e| e["name"] == "APPSCOPE_STORE").unwrap();
+    assert_eq!(store["value"], mount("crash-reports")["mountPath"]);
+
     // a non-default kubelet root moves both the mount and the hostPath
     let objs = render(&["--set", "kubeletRootDir=/data/kubelet"]);
     let ds = find(&objs, "DaemonSet", "appscope-agent");
@@ -380,6 +417,33 @@ fn agent_is_unprivileged_with_only_its_capabilities() {
     let objs = render(&[]);
     let ctl = find(&objs, "Deployment", "appscope-controller");
     assert_eq!(ctl["spec"]["replicas"], 1);
+    let c = container(ctl, "controller");
+    let cfg = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "APPSCOPE_DEFAULT_CONFIG")
+        .unwrap();
+    let cfg_path = cfg["value"].as_str().unwrap();
+    let m = &c["volumeMounts"][0];
+    assert_eq!(
+        format!("{}/scope.yml", m["mountPath"].as_str().unwrap()),
+        cfg_path
+    );
+    let vol = &ctl["spec"]["template"]["spec"]["volumes"][0];
+    let cm = find(
+        &objs,
+        "ConfigMap",
+        vol["configMap"]["name"].as_str().unwrap(),
+    );
+    let scope_yml = cm["data"]["scope.yml"].as_str().unwrap();
+    let parsed: serde_yaml::Value =
+        serde_yaml::from_str(scope_yml).expect("default scope.yml is YAML");
+    assert!(
+        parsed.get("metric").is_some()
+            && parsed.get("event").is_some()
+            && parsed.get("libscope").is_some()
+    );
     let role = find(&objs, "Role", "appscope-controller-leader-election");
     assert!(
         role["rules"]
@@ -425,7 +489,7 @@ fn certificate_modes() {
         .map(|d| d.as_str().unwrap())
         .collect();
     assert!(dns.contains(&"appscope-webhook.appscope.svc"), "{dns:?}");
-    let mwc = find(&objs, "MutatingWebhookConfiguration", "appscope");
+    let mwc = find(&objs, "MutatingWebhookConfiguration", "appscope-webhook");
     assert_eq!(
         mwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
         "appscope/appscope-webhook"
@@ -469,7 +533,7 @@ fn certificate_modes() {
         "--set",
         "webhook.certs.caBundle=QUJDRA==",
     ]);
-    let mwc = find(&objs, "MutatingWebhookConfiguration", "appscope");
+    let mwc = find(&objs, "MutatingWebhookConfiguration", "appscope-webhook");
     for h in mwc["webhooks"].as_array().unwrap() {
         assert_eq!(h["clientConfig"]["caBundle"], "QUJDRA==");
     }

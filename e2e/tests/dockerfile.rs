@@ -99,7 +99,7 @@ fn installs(df: &Dockerfile, stage: usize) -> Vec<(String, String)> {
                 let paths: Vec<&str> = words[1..]
                     .iter()
                     .enumerate()
-                    .filter(|(k, w)| !w.starts_with('-') && !(*k > 0 && words[*k] == "-m"))
+                    .filter(|(k, w)| !(w.starts_with('-') || (*k > 0 && words[*k] == "-m")))
                     .map(|(_, w)| *w)
                     .collect();
                 assert_eq!(

@@ -60,7 +60,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{- define "appscope.webhookConfigName" -}}
-{{- include "appscope.fullname" . -}}
+{{- include "appscope.componentName" (dict "ctx" . "component" "webhook") -}}
 {{- end -}}
 
 {{- define "appscope.webhookServiceName" -}}
