@@ -13,10 +13,11 @@
 
 volatile int zero = 0;
 volatile int sink;
+/* Through a volatile global so the compiler cannot prove the NULL at -O2. */
+int *volatile null_ptr = NULL;
 
 __attribute__((noinline)) void crash_null_deref(void) {
-    volatile int *p = NULL;
-    *p = 42;
+    *null_ptr = 42;
 }
 
 __attribute__((noinline)) void crash_divide(void) {
