@@ -195,7 +195,10 @@ pub fn tls_connect(
     Ok(s)
 }
 
-pub fn read_response<R: Read>(r: R) -> std::io::Result<(u16, Vec<(String, String)>, Vec<u8>)> {
+/// Status, headers (lower-case names), body.
+pub type RawResponse = (u16, Vec<(String, String)>, Vec<u8>);
+
+pub fn read_response<R: Read>(r: R) -> std::io::Result<RawResponse> {
     let mut r = BufReader::new(r);
     let mut line = String::new();
     r.read_line(&mut line)?;
