@@ -287,7 +287,9 @@ pub fn write(dir: &Path, pid: u32, settings: &[(String, String)]) -> Result<Path
         return Err(WriteError::TooLarge);
     }
     let dest = path_for(dir, pid);
-    let tmp = dir.join(format!(".scope.{pid}.tmp.{}", std::process::id()));
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".scope.{pid}.tmp.{}.{seq}", std::process::id()));
     let res = (|| {
         use std::io::Write;
         let mut f = OpenOptions::new()

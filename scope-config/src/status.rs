@@ -101,7 +101,9 @@ pub fn path_for(dir: &Path, pid: i64) -> PathBuf {
 pub fn write_atomic(dir: &Path, s: &StatusFile) -> std::io::Result<()> {
     let body = serde_json::to_vec(s).map_err(std::io::Error::other)?;
     let dest = path_for(dir, s.pid);
-    let tmp = dir.join(format!(".{}.json.tmp", s.pid));
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{}.json.tmp.{seq}", s.pid));
     let res = (|| {
         let mut f = OpenOptions::new()
             .write(true)

@@ -127,3 +127,49 @@ fn rfc3339() {
         "{now}"
     );
 }
+
+#[test]
+fn readers_never_see_a_partial_file() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().to_path_buf();
+    let mut first = sample(7);
+    first.cmd = "x".repeat(20_000);
+    status::write_atomic(&dir, &first).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..3)
+        .map(|w| {
+            let dir = dir.clone();
+            let mut s = first.clone();
+            std::thread::spawn(move || {
+                for i in 0..150 {
+                    s.updated = status::rfc3339_utc(1_700_000_000 + i, w);
+                    status::write_atomic(&dir, &s).unwrap();
+                }
+            })
+        })
+        .collect();
+    let reader = {
+        let stop = stop.clone();
+        let p = dir.join("7.json");
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let s = status::read(&p).expect("a complete status file");
+                assert_eq!(s.cmd.len(), 20_000);
+                n += 1;
+            }
+            n
+        })
+    };
+    for w in writers {
+        w.join().unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reads = reader.join().unwrap();
+    assert!(reads > 0);
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["7.json"], "no temp files left");
+}
