@@ -2,5 +2,6 @@
 
 pub mod copylib;
 pub mod crd;
+pub mod kubeapi;
 pub mod kubectl;
 pub mod reconcile;

@@ -1,0 +1,576 @@
+//! The operator's API calls against a tower-test mocked API server (kube-rs style):
+//! each test scripts the server and asserts the exact requests.
+
+use std::collections::BTreeMap;
+use std::pin::pin;
+
+use appscope_operator::crd::*;
+use appscope_operator::kubeapi::{self, CmSync, Created, LeaseAction};
+use http::{Request, Response};
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod};
+use kube::client::Body;
+use kube::{Api, Client};
+use serde_json::{Value, json};
+use tower_test::mock;
+
+/// One scripted exchange.
+struct Exp {
+    method: &'static str,
+    path: String,
+    query: Vec<(&'static str, String)>,
+    content_type: Option<&'static str>,
+    check: Box<dyn Fn(&Value) + Send>,
+    status: u16,
+    reply: Value,
+}
+
+fn exp(method: &'static str, path: &str, status: u16, reply: Value) -> Exp {
+    Exp {
+        method,
+        path: path.into(),
+        query: vec![],
+        content_type: None,
+        check: Box::new(|_| {}),
+        status,
+        reply,
+    }
+}
+
+impl Exp {
+    fn query(mut self, k: &'static str, v: &str) -> Exp {
+        self.query.push((k, v.into()));
+        self
+    }
+    fn ctype(mut self, c: &'static str) -> Exp {
+        self.content_type = Some(c);
+        self
+    }
+    fn body(mut self, f: impl Fn(&Value) + Send + 'static) -> Exp {
+        self.check = Box::new(f);
+        self
+    }
+}
+
+fn status_reply(code: u16, reason: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+           "message": reason, "reason": reason, "code": code})
+}
+
+/// A client whose server plays `script` in order and then fails on anything more.
+fn scripted(script: Vec<Exp>) -> (Client, tokio::task::JoinHandle<()>) {
+    let (svc, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let task = tokio::spawn(async move {
+        let mut handle = pin!(handle);
+        for (i, e) in script.into_iter().enumerate() {
+            let (req, send) = handle
+                .next_request()
+                .await
+                .unwrap_or_else(|| panic!("request {i} ({} {}) never came", e.method, e.path));
+            assert_eq!(req.method().as_str(), e.method, "request {i}");
+            assert_eq!(req.uri().path(), e.path, "request {i}");
+            let q: BTreeMap<String, String> = req
+                .uri()
+                .query()
+                .unwrap_or("")
+                .split('&')
+                .filter(|s| !s.is_empty())
+                .filter_map(|kv| {
+                    kv.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                })
+                .collect();
+            for (k, v) in &e.query {
+                assert_eq!(
+                    q.get(*k),
+                    Some(v),
+                    "request {i} query {k} in {:?}",
+                    req.uri()
+                );
+            }
+            if let Some(ct) = e.content_type {
+                assert_eq!(
+                    req.headers().get("content-type").unwrap().to_str().unwrap(),
+                    ct,
+                    "request {i}"
+                );
+            }
+            let bytes = req.into_body().collect_bytes().await.unwrap();
+            let body: Value = if bytes.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&bytes).unwrap()
+            };
+            (e.check)(&body);
+            send.send_response(
+                Response::builder()
+                    .status(e.status)
+                    .body(Body::from(serde_json::to_vec(&e.reply).unwrap()))
+                    .unwrap(),
+            );
+        }
+    });
+    (Client::new(svc, "default"), task)
+}
+
+async fn done(task: tokio::task::JoinHandle<()>) {
+    tokio::time::timeout(std::time::Duration::from_secs(5), task)
+        .await
+        .expect("mock server timed out")
+        .expect("mock server assertion failed");
+}
+
+fn scfg_json(status: Value) -> Value {
+    json!({"apiVersion": "appscope.dev/v1alpha1", "kind": "ScopeConfig",
+           "metadata": {"name": "web", "namespace": "shop", "generation": 2},
+           "spec": {"selector": {}, "env": {}, "priority": 0}, "status": status})
+}
+
+#[tokio::test]
+async fn node_status_is_server_side_applied_with_the_agents_field_manager() {
+    let (client, task) = scripted(vec![
+        exp(
+            "PATCH",
+            "/apis/appscope.dev/v1alpha1/namespaces/shop/scopeconfigs/web/status",
+            200,
+            scfg_json(json!({})),
+        )
+        .query("fieldManager", "appscope-agent-node-1")
+        .query("force", "true")
+        .ctype("application/apply-patch+yaml")
+        .body(|b| {
+            assert_eq!(b["apiVersion"], "appscope.dev/v1alpha1");
+            assert_eq!(b["kind"], "ScopeConfig");
+            assert_eq!(
+                b["status"]["nodes"],
+                json!([{"name": "node-1", "pods": 1,
+                    "processes": {"matched": 2, "applied": 1, "pending": 1, "failed": 0}}])
+            );
+            assert!(b.get("spec").is_none(), "only the status entry is applied");
+        }),
+    ]);
+    let api: Api<ScopeConfig> = Api::namespaced(client, "shop");
+    let entry = NodeStatus {
+        name: "node-1".into(),
+        pods: 1,
+        processes: ProcessCounts {
+            matched: 2,
+            applied: 1,
+            pending: 1,
+            failed: 0,
+        },
+        errors: vec![],
+        updated: None,
+    };
+    kubeapi::apply_node_status(&api, "web", &entry)
+        .await
+        .unwrap();
+    done(task).await;
+}
+
+#[tokio::test]
+async fn controller_status_apply_leaves_nodes_alone() {
+    let (client, task) = scripted(vec![
+        exp(
+            "PATCH",
+            "/apis/appscope.dev/v1alpha1/namespaces/shop/scopeconfigs/web/status",
+            200,
+            scfg_json(json!({})),
+        )
+        .query("fieldManager", "appscope-controller")
+        .query("force", "true")
+        .ctype("application/apply-patch+yaml")
+        .body(|b| {
+            assert_eq!(b["status"]["observedGeneration"], 2);
+            assert_eq!(b["status"]["matchedPods"], 3);
+            assert_eq!(b["status"]["conditions"][0]["type"], "Ready");
+            assert!(
+                b["status"].get("nodes").is_none(),
+                "nodes belong to the agents"
+            );
+        }),
+    ]);
+    let api: Api<ScopeConfig> = Api::namespaced(client, "shop");
+    let st = ScopeConfigStatus {
+        observed_generation: Some(2),
+        conditions: vec![Condition {
+            type_: "Ready".into(),
+            status: "True".into(),
+            reason: "Applied".into(),
+            message: String::new(),
+            observed_generation: Some(2),
+            last_transition_time: Some("2026-11-26T08:00:00Z".into()),
+        }],
+        matched_pods: Some(3),
+        processes: Some(ProcessCounts::default()),
+        nodes: vec![NodeStatus {
+            name: "n1".into(),
+            ..Default::default()
+        }],
+    };
+    kubeapi::apply_config_status(&api, "web", &st)
+        .await
+        .unwrap();
+    done(task).await;
+}
+
+fn report() -> ScopeCrashReport {
+    let mut r = ScopeCrashReport::new(
+        "web-7d9f-20261126t080000z-42-sigsegv",
+        ScopeCrashReportSpec {
+            pod: "web-7d9f".into(),
+            pod_uid: "1f3c2a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b".into(),
+            container: "app".into(),
+            node: "node-1".into(),
+            image: "nginx:1.27".into(),
+            pid: 42,
+            signal: "SIGSEGV".into(),
+            time: "2026-11-26T08:00:00Z".into(),
+            top_frame: "crash_me+0x10 (/app/bin)".into(),
+            top_frames: vec![
+                "crash_me+0x10 (/app/bin)".into(),
+                "main+0x20 (/app/bin)".into(),
+            ],
+            path: "shop/web-7d9f/app/20261126T080000Z_42_SIGSEGV".into(),
+            files: vec![ReportFile {
+                name: "crash_1.json".into(),
+                size: 10,
+                sha256: "ab".into(),
+            }],
+        },
+    );
+    r.metadata.namespace = Some("shop".into());
+    r
+}
+
+#[tokio::test]
+async fn crash_report_creation_and_retry_is_idempotent() {
+    let r = report();
+    let reply = serde_json::to_value(&r).unwrap();
+    let check = |b: &Value| {
+        assert_eq!(b["kind"], "ScopeCrashReport");
+        assert_eq!(
+            b["metadata"]["name"],
+            "web-7d9f-20261126t080000z-42-sigsegv"
+        );
+        assert!(
+            b["metadata"].get("ownerReferences").is_none(),
+            "outlives the pod"
+        );
+        assert_eq!(b["spec"]["podUID"], "1f3c2a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b");
+        assert_eq!(b["spec"]["signal"], "SIGSEGV");
+        assert_eq!(b["spec"]["topFrame"], "crash_me+0x10 (/app/bin)");
+    };
+    let (client, task) = scripted(vec![
+        exp(
+            "POST",
+            "/apis/appscope.dev/v1alpha1/namespaces/shop/scopecrashreports",
+            201,
+            reply.clone(),
+        )
+        .body(check),
+        exp(
+            "POST",
+            "/apis/appscope.dev/v1alpha1/namespaces/shop/scopecrashreports",
+            409,
+            status_reply(409, "AlreadyExists"),
+        )
+        .body(check),
+    ]);
+    let api: Api<ScopeCrashReport> = Api::namespaced(client, "shop");
+    assert_eq!(
+        kubeapi::create_crash_report(&api, &r).await.unwrap(),
+        Created::New
+    );
+    assert_eq!(
+        kubeapi::create_crash_report(&api, &r).await.unwrap(),
+        Created::Existed
+    );
+    done(task).await;
+}
+
+#[tokio::test]
+async fn crash_event_on_the_pod() {
+    let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "web-7d9f", "namespace": "shop", "uid": "1f3c2a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b"}})).unwrap();
+    let now = chrono::DateTime::parse_from_rfc3339("2026-11-26T08:00:01Z")
+        .unwrap()
+        .to_utc();
+    let ev = kubeapi::crash_event(
+        &pod,
+        "web-7d9f-x",
+        "app",
+        42,
+        "SIGSEGV",
+        "crash_me+0x10",
+        "node-1",
+        now,
+    );
+    let (client, task) = scripted(vec![
+        exp(
+            "POST",
+            "/api/v1/namespaces/shop/events",
+            201,
+            serde_json::to_value(&ev).unwrap(),
+        )
+        .body(|b| {
+            assert_eq!(b["reason"], "ScopedProcessCrashed");
+            assert_eq!(b["type"], "Warning");
+            assert_eq!(b["involvedObject"]["kind"], "Pod");
+            assert_eq!(b["involvedObject"]["name"], "web-7d9f");
+            assert_eq!(
+                b["involvedObject"]["uid"],
+                "1f3c2a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b"
+            );
+            let msg = b["message"].as_str().unwrap();
+            assert!(
+                msg.contains("SIGSEGV") && msg.contains("crash_me+0x10") && msg.contains("42"),
+                "{msg}"
+            );
+            assert_eq!(b["source"]["host"], "node-1");
+        }),
+    ]);
+    let api: Api<Event> = Api::namespaced(client, "shop");
+    assert_eq!(
+        kubeapi::create_event(&api, &ev).await.unwrap(),
+        Created::New
+    );
+    done(task).await;
+}
+
+fn cm(labels: Value, data: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap",
+           "metadata": {"name": "appscope", "namespace": "shop", "labels": labels},
+           "data": {"scope.yml": data}})
+}
+
+#[tokio::test]
+async fn configmap_sync_creates_updates_and_respects_users() {
+    let managed = json!({"app.kubernetes.io/managed-by": "appscope-operator"});
+    let (client, task) = scripted(vec![
+        // 1. missing: created with our label
+        exp(
+            "GET",
+            "/api/v1/namespaces/shop/configmaps/appscope",
+            404,
+            status_reply(404, "NotFound"),
+        ),
+        exp(
+            "POST",
+            "/api/v1/namespaces/shop/configmaps",
+            201,
+            cm(managed.clone(), "v1"),
+        )
+        .body(|b| {
+            assert_eq!(b["metadata"]["name"], "appscope");
+            assert_eq!(
+                b["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+                "appscope-operator"
+            );
+            assert_eq!(b["data"]["scope.yml"], "v1");
+        }),
+        // 2. current: no write
+        exp(
+            "GET",
+            "/api/v1/namespaces/shop/configmaps/appscope",
+            200,
+            cm(managed.clone(), "v1"),
+        ),
+        // 3. stale: SSA with the controller's field manager
+        exp(
+            "GET",
+            "/api/v1/namespaces/shop/configmaps/appscope",
+            200,
+            cm(managed.clone(), "old"),
+        ),
+        exp(
+            "PATCH",
+            "/api/v1/namespaces/shop/configmaps/appscope",
+            200,
+            cm(managed.clone(), "v1"),
+        )
+        .query("fieldManager", "appscope-controller")
+        .query("force", "true")
+        .ctype("application/apply-patch+yaml")
+        .body(|b| assert_eq!(b["data"]["scope.yml"], "v1")),
+        // 4. the user's own ConfigMap named appscope: left alone
+        exp(
+            "GET",
+            "/api/v1/namespaces/shop/configmaps/appscope",
+            200,
+            cm(json!({"team": "a"}), "mine"),
+        ),
+    ]);
+    let api: Api<ConfigMap> = Api::namespaced(client, "shop");
+    assert_eq!(
+        kubeapi::sync_configmap(&api, "v1").await.unwrap(),
+        CmSync::Created
+    );
+    assert_eq!(
+        kubeapi::sync_configmap(&api, "v1").await.unwrap(),
+        CmSync::Unchanged
+    );
+    assert_eq!(
+        kubeapi::sync_configmap(&api, "v1").await.unwrap(),
+        CmSync::Updated
+    );
+    assert_eq!(
+        kubeapi::sync_configmap(&api, "v1").await.unwrap(),
+        CmSync::UserOwned
+    );
+    done(task).await;
+}
+
+#[tokio::test]
+async fn crash_report_gc_deletes_by_name() {
+    let ok = json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}});
+    let (client, task) = scripted(vec![
+        exp(
+            "DELETE",
+            "/apis/appscope.dev/v1alpha1/namespaces/shop/scopecrashreports/old-1",
+            200,
+            ok.clone(),
+        ),
+        exp(
+            "DELETE",
+            "/apis/appscope.dev/v1alpha1/namespaces/shop/scopecrashreports/gone",
+            404,
+            status_reply(404, "NotFound"),
+        ),
+    ]);
+    let api: Api<ScopeCrashReport> = Api::namespaced(client, "shop");
+    let n = kubeapi::delete_crash_reports(&api, &["old-1".into(), "gone".into()])
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    done(task).await;
+}
+
+fn lease_json(holder: &str, renew: &str, rv: &str) -> Value {
+    json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+           "metadata": {"name": "appscope-controller", "namespace": "appscope-system", "resourceVersion": rv},
+           "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15, "renewTime": renew,
+                    "acquireTime": renew, "leaseTransitions": 3}})
+}
+
+#[tokio::test]
+async fn lease_create_renew_wait_and_take_over() {
+    let now = chrono::DateTime::parse_from_rfc3339("2026-11-26T08:00:00Z")
+        .unwrap()
+        .to_utc();
+    let path = "/apis/coordination.k8s.io/v1/namespaces/appscope-system/leases";
+    let one = format!("{path}/appscope-controller");
+    let (client, task) = scripted(vec![
+        // no lease: create, holding it
+        exp("GET", &one, 404, status_reply(404, "NotFound")),
+        exp(
+            "POST",
+            path,
+            201,
+            lease_json("ctl-a", "2026-11-26T08:00:00.000000Z", "1"),
+        )
+        .body(|b| {
+            assert_eq!(b["spec"]["holderIdentity"], "ctl-a");
+            assert_eq!(b["spec"]["leaseDurationSeconds"], 15);
+        }),
+        // ours: renew with the resourceVersion read (optimistic concurrency)
+        exp(
+            "GET",
+            &one,
+            200,
+            lease_json("ctl-a", "2026-11-26T07:59:55.000000Z", "7"),
+        ),
+        exp(
+            "PUT",
+            &one,
+            200,
+            lease_json("ctl-a", "2026-11-26T08:00:00.000000Z", "8"),
+        )
+        .body(|b| {
+            assert_eq!(b["metadata"]["resourceVersion"], "7");
+            assert_eq!(b["spec"]["holderIdentity"], "ctl-a");
+            assert_eq!(
+                b["spec"]["leaseTransitions"], 3,
+                "renewal is not a transition"
+            );
+        }),
+        // someone else's live lease: wait, no write
+        exp(
+            "GET",
+            &one,
+            200,
+            lease_json("ctl-b", "2026-11-26T07:59:55.000000Z", "9"),
+        ),
+        // someone else's expired lease: take over
+        exp(
+            "GET",
+            &one,
+            200,
+            lease_json("ctl-b", "2026-11-26T07:59:00.000000Z", "10"),
+        ),
+        exp(
+            "PUT",
+            &one,
+            200,
+            lease_json("ctl-a", "2026-11-26T08:00:00.000000Z", "11"),
+        )
+        .body(|b| {
+            assert_eq!(b["spec"]["holderIdentity"], "ctl-a");
+            assert_eq!(b["spec"]["leaseTransitions"], 4);
+        }),
+        // lost a race on update: not leader
+        exp(
+            "GET",
+            &one,
+            200,
+            lease_json("ctl-b", "2026-11-26T07:59:00.000000Z", "12"),
+        ),
+        exp("PUT", &one, 409, status_reply(409, "Conflict")),
+    ]);
+    let api: Api<Lease> = Api::namespaced(client, "appscope-system");
+    let go = |api: &Api<Lease>| {
+        let api = api.clone();
+        async move {
+            kubeapi::acquire_or_renew(&api, "appscope-controller", "ctl-a", 15, now)
+                .await
+                .unwrap()
+        }
+    };
+    assert!(go(&api).await, "created");
+    assert!(go(&api).await, "renewed");
+    assert!(!go(&api).await, "held by ctl-b");
+    assert!(go(&api).await, "taken over");
+    assert!(!go(&api).await, "conflict");
+    done(task).await;
+}
+
+#[test]
+fn lease_decision_table() {
+    let now = chrono::DateTime::parse_from_rfc3339("2026-11-26T08:00:00Z")
+        .unwrap()
+        .to_utc();
+    let spec = |holder: &str, secs_ago: i64| LeaseSpec {
+        holder_identity: Some(holder.into()),
+        lease_duration_seconds: Some(15),
+        renew_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+            kubeapi::ts(now - chrono::Duration::seconds(secs_ago)),
+        )),
+        ..Default::default()
+    };
+    assert_eq!(kubeapi::lease_decision(None, "a", now), LeaseAction::Create);
+    assert_eq!(
+        kubeapi::lease_decision(Some(&spec("a", 100)), "a", now),
+        LeaseAction::Take
+    );
+    assert_eq!(
+        kubeapi::lease_decision(Some(&spec("b", 5)), "a", now),
+        LeaseAction::Wait { holder: "b".into() }
+    );
+    assert_eq!(
+        kubeapi::lease_decision(Some(&spec("b", 16)), "a", now),
+        LeaseAction::Take
+    );
+    assert_eq!(
+        kubeapi::lease_decision(Some(&spec("", 1)), "a", now),
+        LeaseAction::Take
+    );
+}
