@@ -150,7 +150,7 @@ pub fn load_with(input: &LoadInput<'_>) -> Loaded {
     }
 
     if let Some(id) = input.identity {
-        let (_, d) = config.apply_custom(id);
+        let (_, d) = config.apply_custom_env(id, env);
         diagnostics.extend(d);
     }
 

@@ -158,13 +158,22 @@ impl Config {
     /// Apply every `custom` entry whose filter matches `p`, in file order.
     /// Returns the names of the entries applied and any diagnostics.
     pub fn apply_custom(&mut self, p: &ProcessIdentity) -> (Vec<String>, Vec<Diagnostic>) {
+        self.apply_custom_env(p, &no_env)
+    }
+
+    /// [`Config::apply_custom`], expanding `$VAR` in the entries' values from `env`.
+    pub fn apply_custom_env(
+        &mut self,
+        p: &ProcessIdentity,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> (Vec<String>, Vec<Diagnostic>) {
         let entries = self.custom.clone();
         let mut applied = Vec::new();
         let mut diags = Vec::new();
         for e in entries.iter().filter(|e| e.filter.matches(p)) {
             let mut w = Walker {
                 source: format!("custom.{}", e.name),
-                env: &no_env,
+                env,
                 diags: Vec::new(),
             };
             w.root(self, &e.config, false);

@@ -293,3 +293,36 @@ fn reload_from_path_override() {
     assert_eq!(l.path, Some(f));
     assert!(l.config.libscope.snapshot.backtrace && l.config.libscope.snapshot.coredump);
 }
+
+#[test]
+fn custom_entries_apply_between_file_and_env() {
+    let t = tempfile::tempdir().unwrap();
+    let f = t.path().join("scope.yml");
+    write(
+        &f,
+        "metric:\n  format:\n    verbosity: 1\ncustom:\n  web:\n    filter:\n      procname: nginx\n    config:\n      metric:\n        format:\n          verbosity: 6\n      tags:\n        svc: $SVC\n",
+    );
+    let fp = f.display().to_string();
+    let id = scope_config::ProcessIdentity {
+        procname: "nginx".into(),
+        ..Default::default()
+    };
+    let run = |extra: &[(&str, &str)], id: Option<&scope_config::ProcessIdentity>| {
+        let mut vars: Vec<(&str, String)> =
+            vec![("SCOPE_CONF_PATH", fp.clone()), ("SVC", "shop".into())];
+        vars.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        let env = env_of(&vars);
+        load_with(&LoadInput {
+            env: &env,
+            tag_vars: vec![],
+            identity: id,
+            path_override: None,
+        })
+    };
+    assert_eq!(run(&[], None).config.metric.format.verbosity, 1);
+    let l = run(&[], Some(&id));
+    assert_eq!(l.config.metric.format.verbosity, 6);
+    assert_eq!(l.config.tags["svc"], "shop");
+    let l = run(&[("SCOPE_METRIC_VERBOSITY", "9")], Some(&id));
+    assert_eq!(l.config.metric.format.verbosity, 9, "env wins over custom");
+}
