@@ -26,12 +26,8 @@ RUN apt-get update \
  && /opt/zig/bin/pip install --no-cache-dir "cargo-zigbuild==${CARGO_ZIGBUILD_VERSION}" "ziglang==${ZIGLANG_VERSION}"
 ENV PATH=/opt/zig/bin:${PATH}
 WORKDIR /src
-# rust-toolchain.toml first, so the pinned toolchain is installed in its own layer.
-COPY rust-toolchain.toml ./
-RUN rustup toolchain install
 COPY . .
-RUN rustup target add x86_64-unknown-linux-gnu \
- && cargo build --release --locked -p appscope-operator -p appscope-webhook -p appscope-cli \
+RUN cargo build --release --locked -p appscope-operator -p appscope-webhook -p appscope-cli \
  && cargo zigbuild --release --locked -p preload-lib --lib --target "x86_64-unknown-linux-gnu.${LIBSCOPE_GLIBC}"
 # Collect the artifacts in /out, laid out as in the runtime image.
 RUN install -D -m 0755 target/release/appscope-operator /out/usr/bin/appscope-operator \
