@@ -280,7 +280,13 @@ fn write_bundle(
     {
         let mut path = FixedBuf::<64>::new();
         use std::fmt::Write;
-        let _ = write!(path, "/proc/self/task/{tid}/comm\0");
+        // The lead thread: the crashing one, or the main thread for a snapshot.
+        let lead = if matches!(kind, Kind::Snapshot) {
+            pid
+        } else {
+            tid
+        };
+        let _ = write!(path, "/proc/self/task/{lead}/comm\0");
         work.tname_len = read_small(path.as_bytes(), &mut work.tname, &mut work.scratch);
         trim_nl(&mut work.tname, &mut work.tname_len);
     }
