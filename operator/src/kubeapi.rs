@@ -130,14 +130,18 @@ pub async fn create_crash_report(
 /// The Event recorded on a pod for a crash.
 pub fn crash_event(
     pod: &Pod,
-    report_name: &str,
-    container: &str,
-    pid: i64,
-    signal: &str,
-    top_frame: &str,
-    node: &str,
+    report: &ScopeCrashReport,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Event {
+    let report_name = report.metadata.name.as_deref().unwrap_or_default();
+    let r = &report.spec;
+    let (container, pid, signal, top_frame, node) = (
+        &r.container,
+        r.pid,
+        &r.signal,
+        &r.top_frame,
+        r.node.as_str(),
+    );
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let pod_name = pod.metadata.name.clone().unwrap_or_default();
     Event {

@@ -295,16 +295,7 @@ async fn crash_event_on_the_pod() {
     let now = chrono::DateTime::parse_from_rfc3339("2026-11-26T08:00:01Z")
         .unwrap()
         .to_utc();
-    let ev = kubeapi::crash_event(
-        &pod,
-        "web-7d9f-x",
-        "app",
-        42,
-        "SIGSEGV",
-        "crash_me+0x10",
-        "node-1",
-        now,
-    );
+    let ev = kubeapi::crash_event(&pod, &report(), now);
     let (client, task) = scripted(vec![
         exp(
             "POST",
@@ -323,7 +314,9 @@ async fn crash_event_on_the_pod() {
             );
             let msg = b["message"].as_str().unwrap();
             assert!(
-                msg.contains("SIGSEGV") && msg.contains("crash_me+0x10") && msg.contains("42"),
+                msg.contains("SIGSEGV")
+                    && msg.contains("crash_me+0x10 (/app/bin)")
+                    && msg.contains("42"),
                 "{msg}"
             );
             assert_eq!(b["source"]["host"], "node-1");
