@@ -165,8 +165,11 @@ pub fn symbolize_fd(
             idx += k as u64;
         }
         if let Some((value, sz, st_name)) = best {
-            // A symbol that does not contain vaddr is accepted only when close by.
-            if vaddr >= value.saturating_add(sz.max(1)) && vaddr - value > 0x10000 {
+            // A sized symbol must contain vaddr (otherwise the address is in a local
+            // function missing from this table: better `??` than a wrong name); an
+            // unsized one (assembly label) is accepted when close by.
+            let inside = vaddr < value.saturating_add(sz.max(1));
+            if !inside && (sz > 0 || vaddr - value > 0x1000) {
                 continue;
             }
             if (st_name as u64) < strsize {
