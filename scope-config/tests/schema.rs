@@ -183,3 +183,26 @@ fn config_in_effect_round_trips() {
     expected.event.watch.dns.enable = false;
     assert_eq!(back, expected);
 }
+
+#[test]
+fn matches_appscope_example_start_message() {
+    // AppScope's own example (schema "examples"[0]) was taken with cribl disabled and
+    // log level info; everything else is the defaults.
+    let dir = testkit::compat_dir().join("schemas");
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("event_start_msg.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let example = &schema["examples"][0]["info"]["configuration"];
+    let mut cfg = Config::default();
+    cfg.set("SCOPE_CRIBL_ENABLE", "false").unwrap();
+    cfg.set("SCOPE_LOG_LEVEL", "info").unwrap();
+    let mut ours = cfg.config_in_effect();
+    // Our additions are the only difference.
+    let snap = ours["current"]["libscope"]["snapshot"]
+        .as_object_mut()
+        .unwrap();
+    assert_eq!(snap.remove("dir"), Some(Value::from("/tmp/appscope")));
+    assert_eq!(snap.remove("core_maxsize"), Some(Value::from(0)));
+    assert_eq!(&ours, example);
+}
