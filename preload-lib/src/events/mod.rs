@@ -1,1 +1,513 @@
-//! See lib.rs for ownership and boundary.
+//! Events: AppScope's NDJSON envelope, per-category switches and NAME/FIELD/VALUE regex
+//! filters (compiled once per config change), and the `SCOPE_EVENT_MAXEPS` rate limiter
+//! with its `notice` event.
+//!
+//! Interposers check [`on`] (one relaxed load) before building anything; building and
+//! formatting an event happens only when its category is on.
+
+pub mod ident;
+pub mod sink;
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, RwLock};
+
+use regex::Regex;
+use serde_json::{Map, Value};
+
+use crate::metrics::format::{Metric, Val};
+
+/// Category bits (`SCOPE_EVENT_{LOGFILE,CONSOLE,NET,FS,DNS,HTTP,METRIC}`).
+pub const FILE: u32 = 1;
+pub const CONSOLE: u32 = 2;
+pub const NET: u32 = 4;
+pub const FS: u32 = 8;
+pub const DNS: u32 = 16;
+pub const HTTP: u32 = 32;
+pub const METRIC: u32 = 64;
+
+const CATS: [(u32, scope_config::EventWatchType); 7] = [
+    (FILE, scope_config::EventWatchType::File),
+    (CONSOLE, scope_config::EventWatchType::Console),
+    (NET, scope_config::EventWatchType::Net),
+    (FS, scope_config::EventWatchType::Fs),
+    (DNS, scope_config::EventWatchType::Dns),
+    (HTTP, scope_config::EventWatchType::Http),
+    (METRIC, scope_config::EventWatchType::Metric),
+];
+
+/// Compiled filters of one category.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    pub name: Regex,
+    pub field: Regex,
+    pub value: Regex,
+    /// http: extra header-line regexes whose matching headers are added to events.
+    pub headers: Vec<Regex>,
+    pub allowbinary: bool,
+}
+
+impl Filter {
+    /// Match-everything filter.
+    pub fn all() -> Self {
+        let a = Regex::new(".*").expect("static regex");
+        Filter {
+            name: a.clone(),
+            field: a.clone(),
+            value: a,
+            headers: Vec::new(),
+            allowbinary: true,
+        }
+    }
+
+    /// AppScope's rule: the name regex matches the event's source, and some data field's
+    /// name matches the field regex while its value matches the value regex.
+    pub fn matches(&self, source: &str, data: &Map<String, Value>) -> bool {
+        if !self.name.is_match(source) {
+            return false;
+        }
+        if data.is_empty() {
+            return true;
+        }
+        data.iter().any(|(k, v)| {
+            self.field.is_match(k)
+                && match v {
+                    Value::String(s) => self.value.is_match(s),
+                    other => self.value.is_match(&other.to_string()),
+                }
+        })
+    }
+}
+
+/// Event settings derived from the config in effect.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub enabled: bool,
+    /// Category bits switched on.
+    pub watch: u32,
+    /// Filters by category bit index (`FILE` = 0 ... `METRIC` = 6).
+    pub filters: [Filter; 7],
+    /// 0 = unlimited.
+    pub maxeps: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let mut filters: [Filter; 7] = std::array::from_fn(|_| Filter::all());
+        filters[0].name =
+            Regex::new(scope_config::model::DEFAULT_LOGFILE_NAME).expect("static regex");
+        filters[1].name =
+            Regex::new(scope_config::model::DEFAULT_CONSOLE_NAME).expect("static regex");
+        Settings {
+            enabled: true,
+            watch: FILE | CONSOLE | NET | FS | DNS | HTTP,
+            filters,
+            maxeps: 10000,
+        }
+    }
+}
+
+impl Settings {
+    pub fn filter(&self, bit: u32) -> &Filter {
+        &self.filters[bit.trailing_zeros() as usize]
+    }
+}
+
+/// A regex from the config that does not compile: the category keeps working with the
+/// match-everything default and the problem is reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRegex {
+    pub category: &'static str,
+    pub which: &'static str,
+    pub error: String,
+}
+
+/// Pure: compile the config's event settings. Bad regexes are returned, not fatal.
+pub fn settings_from_config(cfg: &scope_config::Config) -> (Settings, Vec<BadRegex>) {
+    let e = &cfg.event;
+    let mut bad = Vec::new();
+    let mut s = Settings {
+        enabled: e.enable,
+        watch: 0,
+        maxeps: e.format.maxeventpersec,
+        ..Settings::default()
+    };
+    for (i, (bit, t)) in CATS.iter().enumerate() {
+        let w = e.watch.get(*t);
+        if w.enable {
+            s.watch |= bit;
+        }
+        let mut compile = |which: &'static str, pat: &str, dflt: &Regex| match Regex::new(pat) {
+            Ok(r) => r,
+            Err(err) => {
+                bad.push(BadRegex {
+                    category: t.as_str(),
+                    which,
+                    error: err.to_string(),
+                });
+                dflt.clone()
+            }
+        };
+        let d = s.filters[i].clone();
+        let f = Filter {
+            name: compile("name", &w.name, &d.name),
+            field: compile("field", &w.field, &d.field),
+            value: compile("value", &w.value, &d.value),
+            headers: w
+                .headers
+                .iter()
+                .filter_map(|h| Regex::new(h).ok())
+                .collect(),
+            allowbinary: w.allowbinary,
+        };
+        s.filters[i] = f;
+    }
+    (s, bad)
+}
+
+static MASK: AtomicU32 = AtomicU32::new(0);
+static SETTINGS: RwLock<Option<Arc<Settings>>> = RwLock::new(None);
+
+/// Apply new settings (takes effect for the very next call).
+pub fn apply(s: Settings) {
+    MASK.store(if s.enabled { s.watch } else { 0 }, Relaxed);
+    *SETTINGS.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(s));
+}
+
+/// Compile and apply the config's event settings; returns the regexes that were
+/// rejected (the runtime may log them / put them in the status file).
+pub fn on_config(cfg: &scope_config::Config) -> Vec<BadRegex> {
+    let (s, bad) = settings_from_config(cfg);
+    apply(s);
+    bad
+}
+
+/// The settings in effect.
+pub fn settings() -> Arc<Settings> {
+    SETTINGS
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .unwrap_or_else(|| Arc::new(Settings::default()))
+}
+
+/// Is event category `bit` on? (one relaxed load)
+#[inline]
+pub fn on(bit: u32) -> bool {
+    MASK.load(Relaxed) & bit != 0
+}
+
+/// One event before formatting.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub sourcetype: &'static str,
+    /// Event name (`net.open`, ...) or, for console/file events, the stream/file name.
+    pub source: String,
+    pub channel: u64,
+    pub data: Map<String, Value>,
+    pub time: f64,
+}
+
+/// Pure: AppScope's envelope as one NDJSON line.
+pub fn format_event(ev: &Event, id: &ident::Ident, pid: i64) -> String {
+    let v = serde_json::json!({
+        "type": "evt",
+        "id": id.id,
+        "_channel": ev.channel.to_string(),
+        "body": {
+            "sourcetype": ev.sourcetype,
+            "_time": ev.time,
+            "source": ev.source,
+            "host": id.host,
+            "proc": id.procname,
+            "cmd": id.cmd,
+            "pid": pid,
+            "data": Value::Object(ev.data.clone()),
+        }
+    });
+    let mut s = v.to_string();
+    s.push('\n');
+    s
+}
+
+/// The rate limiter's state for one second.
+#[derive(Debug, Default)]
+pub struct RateLimiter {
+    sec: AtomicU64,
+    count: AtomicU64,
+}
+
+/// Limiter verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    /// First event over the limit in this second: drop it and send a notice.
+    DropNotice,
+    Drop,
+}
+
+impl RateLimiter {
+    pub const fn new() -> Self {
+        RateLimiter {
+            sec: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    /// Count one event at wall-clock second `sec` against `max` per second (0 = no limit).
+    pub fn check(&self, sec: u64, max: u32) -> Verdict {
+        if max == 0 {
+            return Verdict::Pass;
+        }
+        if self.sec.load(Relaxed) != sec {
+            // New second: whoever swaps first resets the count.
+            let old = self.sec.swap(sec, Relaxed);
+            if old != sec {
+                self.count.store(0, Relaxed);
+            }
+        }
+        let n = self.count.fetch_add(1, Relaxed) + 1;
+        if n <= u64::from(max) {
+            Verdict::Pass
+        } else if n == u64::from(max) + 1 {
+            Verdict::DropNotice
+        } else {
+            Verdict::Drop
+        }
+    }
+}
+
+static LIMITER: RateLimiter = RateLimiter::new();
+static CHANNEL: AtomicU64 = AtomicU64::new(0);
+
+/// A new `_channel` value (unique per process and operation).
+pub fn new_channel() -> u64 {
+    let c = CHANNEL.fetch_add(1, Relaxed);
+    if c == 0 {
+        // Seed with the clock so channels differ across processes.
+        let seed = crate::metrics::mono_ns() | 1;
+        let _ = CHANNEL.compare_exchange(1, seed + 1, Relaxed, Relaxed);
+        return seed;
+    }
+    c
+}
+
+/// Filter, rate-limit, format and send an event of category `bit`.
+pub fn emit(bit: u32, ev: Event) {
+    if !on(bit) {
+        return;
+    }
+    let set = settings();
+    if !set.filter(bit).matches(&ev.source, &ev.data) {
+        return;
+    }
+    send_limited(&set, &ev);
+}
+
+fn send_limited(set: &Settings, ev: &Event) {
+    let id = ident::ident();
+    let id = &id;
+    let pid = ident::pid();
+    match LIMITER.check(ev.time as u64, set.maxeps) {
+        Verdict::Pass => sink::send_event(format_event(ev, id, pid).into_bytes()),
+        Verdict::DropNotice => {
+            let notice = Event {
+                sourcetype: "metric",
+                source: "notice".into(),
+                channel: ev.channel,
+                data: Map::new(),
+                time: ev.time,
+            };
+            let mut line = format_event(&notice, id, pid);
+            // `data` of a notice is a string (AppScope's schema).
+            let msg = format!(
+                "Truncated events. Your rate exceeded {} events per second",
+                set.maxeps
+            );
+            line = line.replacen("\"data\":{}", &format!("\"data\":{}", Value::from(msg)), 1);
+            sink::send_event(line.into_bytes());
+        }
+        Verdict::Drop => {}
+    }
+}
+
+/// Mirror an individual metric to the event channel (`SCOPE_EVENT_METRIC`).
+pub fn metric_event(m: &Metric<'_>, time: f64) {
+    if !on(METRIC) {
+        return;
+    }
+    let mut data = Map::new();
+    data.insert("_metric".into(), m.name.into());
+    data.insert("_metric_type".into(), m.kind.name().into());
+    data.insert("_value".into(), Value::from(m.value));
+    for t in &m.tags {
+        let v = match t.val {
+            Val::Str(s) => Value::from(s),
+            Val::Int(i) => Value::from(i),
+        };
+        data.insert(t.name.into(), v);
+    }
+    data.insert("unit".into(), m.unit.into());
+    emit(
+        METRIC,
+        Event {
+            sourcetype: "metric",
+            source: m.name.to_string(),
+            channel: new_channel(),
+            data,
+            time,
+        },
+    );
+}
+
+/// Console (`stdout`/`stderr`) or file write event: `data.message` is the text written
+/// (lossy UTF-8, at most `MAX_MESSAGE` bytes). The value filter applies to the message.
+pub const MAX_MESSAGE: usize = 4096;
+
+/// Emit a console or log-file event for `buf` written to `name`.
+pub fn emit_write(bit: u32, name: &str, channel: u64, buf: &[u8]) {
+    if !on(bit) || buf.is_empty() {
+        return;
+    }
+    let set = settings();
+    let f = set.filter(bit);
+    if !f.name.is_match(name) {
+        return;
+    }
+    let slice = &buf[..buf.len().min(MAX_MESSAGE)];
+    if bit == CONSOLE && !f.allowbinary && std::str::from_utf8(slice).is_err() {
+        return;
+    }
+    let msg = String::from_utf8_lossy(slice);
+    let msg = msg.trim_end_matches('\n');
+    if msg.is_empty() || !f.value.is_match(msg) {
+        return;
+    }
+    let mut data = Map::new();
+    data.insert("message".into(), msg.into());
+    let ev = Event {
+        sourcetype: if bit == CONSOLE { "console" } else { "file" },
+        source: name.to_string(),
+        channel,
+        data,
+        time: crate::metrics::now_f64(),
+    };
+    send_limited(&set, &ev);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id() -> ident::Ident {
+        ident::Ident {
+            procname: "curl".into(),
+            cmd: "curl -s x".into(),
+            host: "h".into(),
+            id: "h-curl-curl -s x".into(),
+        }
+    }
+
+    #[test]
+    fn envelope_shape() {
+        let mut data = Map::new();
+        data.insert("net_peer_port".into(), 80.into());
+        let ev = Event {
+            sourcetype: "net",
+            source: "net.open".into(),
+            channel: 7,
+            data,
+            time: 1.5,
+        };
+        let v: Value = serde_json::from_str(&format_event(&ev, &id(), 12)).unwrap();
+        assert_eq!(v["type"], "evt");
+        assert_eq!(v["id"], "h-curl-curl -s x");
+        assert_eq!(v["_channel"], "7");
+        assert_eq!(v["body"]["sourcetype"], "net");
+        assert_eq!(v["body"]["source"], "net.open");
+        assert_eq!(v["body"]["pid"], 12);
+        assert_eq!(v["body"]["cmd"], "curl -s x");
+        assert_eq!(v["body"]["data"]["net_peer_port"], 80);
+    }
+
+    #[test]
+    fn filters_need_name_and_a_matching_field_value_pair() {
+        let f = Filter {
+            name: Regex::new("^http\\.").unwrap(),
+            field: Regex::new("^http_target$").unwrap(),
+            value: Regex::new("^/api").unwrap(),
+            headers: vec![],
+            allowbinary: true,
+        };
+        let mut d = Map::new();
+        d.insert("http_method".into(), "GET".into());
+        d.insert("http_target".into(), "/api/x".into());
+        assert!(f.matches("http.req", &d));
+        assert!(!f.matches("net.open", &d));
+        d.insert("http_target".into(), "/other".into());
+        assert!(!f.matches("http.req", &d));
+    }
+
+    #[test]
+    fn rate_limiter_passes_max_then_one_notice_then_resets() {
+        let l = RateLimiter::new();
+        let v: Vec<_> = (0..5).map(|_| l.check(100, 3)).collect();
+        assert_eq!(
+            v,
+            [
+                Verdict::Pass,
+                Verdict::Pass,
+                Verdict::Pass,
+                Verdict::DropNotice,
+                Verdict::Drop
+            ]
+        );
+        assert_eq!(l.check(101, 3), Verdict::Pass);
+        assert_eq!(l.check(102, 0), Verdict::Pass);
+    }
+
+    #[test]
+    fn config_mapping_switches_and_bad_regex() {
+        let mut cfg = scope_config::Config::default();
+        cfg.event.watch.http.enable = false;
+        cfg.event.watch.fs.name = "(".into();
+        cfg.event.format.maxeventpersec = 5;
+        let (s, bad) = settings_from_config(&cfg);
+        assert_eq!(s.watch & HTTP, 0);
+        assert_ne!(s.watch & NET, 0);
+        assert_eq!(s.watch & METRIC, 0, "metric events are off by default");
+        assert_eq!(s.maxeps, 5);
+        assert_eq!(bad.len(), 1);
+        assert_eq!((bad[0].category, bad[0].which), ("fs", "name"));
+        assert!(s.filter(FS).name.is_match("anything"));
+    }
+
+    #[test]
+    fn maxeps_sends_notice_once() {
+        let mut s = Settings {
+            maxeps: 2,
+            ..Default::default()
+        };
+        s.watch = NET;
+        apply(s);
+        let _ = sink::take_captured();
+        let t = 4_000_000_000.0;
+        for _ in 0..5 {
+            emit(
+                NET,
+                Event {
+                    sourcetype: "net",
+                    source: "net.open".into(),
+                    channel: 1,
+                    data: Map::new(),
+                    time: t,
+                },
+            );
+        }
+        let (ev, _) = sink::take_captured();
+        assert_eq!(ev.len(), 3, "{ev:?}");
+        let n: Value = serde_json::from_str(&ev[2]).unwrap();
+        assert_eq!(n["body"]["source"], "notice");
+        assert!(n["body"]["data"].as_str().unwrap().contains("exceeded 2"));
+        apply(Settings::default());
+    }
+}

@@ -1,0 +1,589 @@
+//! The interposed libc functions. Each wrapper calls the real function first (resolved
+//! lazily, see [`super::real`]), passes straight through when the thread is inside the
+//! library, otherwise records the call with the guard held and any panic caught, and
+//! restores `errno` exactly before returning.
+//!
+//! Variadic C functions (`open`, `openat`, `fcntl`) are declared with their optional
+//! argument as a plain integer parameter: on x86_64 and aarch64 Linux a variadic integer
+//! argument travels in the same register as a fixed one, and the value is only used when
+//! the flags say it was passed.
+
+#![allow(clippy::missing_safety_doc)]
+
+use std::ffi::CStr;
+use std::panic::AssertUnwindSafe;
+
+use libc::{
+    FILE, c_char, c_int, c_long, c_uint, c_ulong, c_void, iovec, msghdr, off_t, size_t, sockaddr,
+    socklen_t, ssize_t,
+};
+
+use super::guard::{self, Guard};
+use super::real::{Real, errno, set_errno};
+use super::record::{self, Dir};
+
+/// Receiver of a transfer's bytes.
+type Sink<'a> = dyn FnMut(&[u8]) + 'a;
+
+/// Run `f` with the guard held, swallowing panics.
+#[inline]
+fn guarded<R: Default>(f: impl FnOnce() -> R) -> R {
+    let _g = Guard::enter();
+    std::panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_default()
+}
+
+/// Path argument as text (empty when null).
+unsafe fn path_str(p: *const c_char) -> String {
+    if p.is_null() {
+        return String::new();
+    }
+    // SAFETY: caller passes the application's NUL-terminated path.
+    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}
+
+/// Provider of the bytes of a plain buffer.
+fn one_buf(p: *const c_void, n: isize) -> impl Fn(&mut Sink<'_>) {
+    move |f: &mut Sink<'_>| {
+        if !p.is_null() && n > 0 {
+            // SAFETY: the real call just read/wrote `n` bytes at `p`.
+            f(unsafe { std::slice::from_raw_parts(p.cast::<u8>(), n as usize) })
+        }
+    }
+}
+
+/// Provider of the bytes of an iovec array, limited to `n` bytes in total.
+fn iov_bufs(iov: *const iovec, cnt: c_int, n: isize) -> impl Fn(&mut Sink<'_>) {
+    move |f: &mut Sink<'_>| {
+        if iov.is_null() || n <= 0 {
+            return;
+        }
+        let mut left = n as usize;
+        for i in 0..cnt.max(0) as usize {
+            if left == 0 {
+                break;
+            }
+            // SAFETY: the application passed `cnt` iovecs.
+            let v = unsafe { &*iov.add(i) };
+            let take = v.iov_len.min(left);
+            if !v.iov_base.is_null() && take > 0 {
+                // SAFETY: the real call transferred these bytes.
+                f(unsafe { std::slice::from_raw_parts(v.iov_base.cast::<u8>(), take) });
+            }
+            left -= take;
+        }
+    }
+}
+
+macro_rules! interpose {
+    (
+        fn $name:ident($($a:ident : $t:ty),*) -> $r:ty;
+        fallback = $fb:expr;
+        before = |$pre:ident| $before:expr;
+        after = |$ret:ident| $after:expr;
+    ) => {
+        #[cfg_attr(not(test), unsafe(no_mangle))]
+        pub unsafe extern "C" fn $name($($a: $t),*) -> $r {
+            static REAL: Real = Real::new(concat!(stringify!($name), "\0"));
+            let active = guard::active();
+            let $pre: u64 = if active {
+                0
+            } else {
+                guarded(|| {
+                    #[allow(unused_unsafe)]
+                    unsafe { $before }
+                })
+            };
+            let addr = REAL.addr();
+            let $ret: $r = if addr == 0 {
+                #[allow(unused_unsafe)]
+                unsafe { $fb }
+            } else {
+                // SAFETY: the libc symbol has exactly this C signature.
+                let f: unsafe extern "C" fn($($t),*) -> $r = unsafe { std::mem::transmute(addr) };
+                unsafe { f($($a),*) }
+            };
+            if active {
+                return $ret;
+            }
+            let saved = errno();
+            guarded(|| {
+                #[allow(unused_unsafe)]
+                unsafe { $after }
+            });
+            set_errno(saved);
+            $ret
+        }
+    };
+}
+
+fn enosys<T>(v: T) -> T {
+    set_errno(libc::ENOSYS);
+    v
+}
+
+fn t0(fd: c_int) -> u64 {
+    if record::want_timing(fd) {
+        crate::metrics::mono_ns()
+    } else {
+        0
+    }
+}
+
+// ---- files ----------------------------------------------------------------------------
+
+interpose! {
+    fn open(path: *const c_char, flags: c_int, mode: c_uint) -> c_int;
+    fallback = libc::syscall(libc::SYS_openat, libc::AT_FDCWD, path, flags, mode) as c_int;
+    before = |_p| 0;
+    after = |r| record::open(r, &path_str(path), "open", errno());
+}
+interpose! {
+    fn open64(path: *const c_char, flags: c_int, mode: c_uint) -> c_int;
+    fallback = libc::syscall(libc::SYS_openat, libc::AT_FDCWD, path, flags, mode) as c_int;
+    before = |_p| 0;
+    after = |r| record::open(r, &path_str(path), "open64", errno());
+}
+interpose! {
+    fn __open_2(path: *const c_char, flags: c_int) -> c_int;
+    fallback = libc::syscall(libc::SYS_openat, libc::AT_FDCWD, path, flags, 0) as c_int;
+    before = |_p| 0;
+    after = |r| record::open(r, &path_str(path), "__open_2", errno());
+}
+interpose! {
+    fn __open64_2(path: *const c_char, flags: c_int) -> c_int;
+    fallback = libc::syscall(libc::SYS_openat, libc::AT_FDCWD, path, flags, 0) as c_int;
+    before = |_p| 0;
+    after = |r| record::open(r, &path_str(path), "__open64_2", errno());
+}
+interpose! {
+    fn openat(dirfd: c_int, path: *const c_char, flags: c_int, mode: c_uint) -> c_int;
+    fallback = libc::syscall(libc::SYS_openat, dirfd, path, flags, mode) as c_int;
+    before = |_p| 0;
+    after = |r| record::open(r, &path_str(path), "openat", errno());
+}
+interpose! {
+    fn openat64(dirfd: c_int, path: *const c_char, flags: c_int, mode: c_uint) -> c_int;
+    fallback = libc::syscall(libc::SYS_openat, dirfd, path, flags, mode) as c_int;
+    before = |_p| 0;
+    after = |r| record::open(r, &path_str(path), "openat64", errno());
+}
+interpose! {
+    fn __openat_2(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int;
+    fallback = libc::syscall(libc::SYS_openat, dirfd, path, flags, 0) as c_int;
+    before = |_p| 0;
+    after = |r| record::open(r, &path_str(path), "__openat_2", errno());
+}
+interpose! {
+    fn creat(path: *const c_char, mode: c_uint) -> c_int;
+    fallback = libc::syscall(libc::SYS_openat, libc::AT_FDCWD, path, libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC, mode) as c_int;
+    before = |_p| 0;
+    after = |r| record::open(r, &path_str(path), "creat", errno());
+}
+interpose! {
+    fn creat64(path: *const c_char, mode: c_uint) -> c_int;
+    fallback = libc::syscall(libc::SYS_openat, libc::AT_FDCWD, path, libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC, mode) as c_int;
+    before = |_p| 0;
+    after = |r| record::open(r, &path_str(path), "creat64", errno());
+}
+interpose! {
+    fn fopen(path: *const c_char, mode: *const c_char) -> *mut FILE;
+    fallback = enosys(std::ptr::null_mut());
+    before = |_p| 0;
+    after = |r| record::open(if r.is_null() { -1 } else { libc::fileno(r) }, &path_str(path), "fopen", errno());
+}
+interpose! {
+    fn fopen64(path: *const c_char, mode: *const c_char) -> *mut FILE;
+    fallback = enosys(std::ptr::null_mut());
+    before = |_p| 0;
+    after = |r| record::open(if r.is_null() { -1 } else { libc::fileno(r) }, &path_str(path), "fopen64", errno());
+}
+interpose! {
+    fn fclose(stream: *mut FILE) -> c_int;
+    fallback = enosys(-1);
+    before = |_p| {
+        if !stream.is_null() {
+            record::close(libc::fileno(stream), "fclose");
+        }
+        0
+    };
+    after = |_r| ();
+}
+interpose! {
+    fn close(fd: c_int) -> c_int;
+    fallback = libc::syscall(libc::SYS_close, fd) as c_int;
+    before = |_p| {
+        if crate::transport::is_own_fd(fd) {
+            // The application is closing a number we use: move ours away first.
+            crate::transport::relocate_own_fd(fd);
+        }
+        record::close(fd, "close");
+        0
+    };
+    after = |_r| ();
+}
+
+interpose! {
+    fn read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t;
+    fallback = libc::syscall(libc::SYS_read, fd, buf, n) as ssize_t;
+    before = |p| t0(fd);
+    after = |r| record::data(fd, Dir::Read, r, &one_buf(buf, r), p, "read");
+}
+interpose! {
+    fn __read_chk(fd: c_int, buf: *mut c_void, n: size_t, buflen: size_t) -> ssize_t;
+    fallback = libc::syscall(libc::SYS_read, fd, buf, n.min(buflen)) as ssize_t;
+    before = |p| t0(fd);
+    after = |r| record::data(fd, Dir::Read, r, &one_buf(buf, r), p, "__read_chk");
+}
+interpose! {
+    fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssize_t;
+    fallback = libc::syscall(libc::SYS_write, fd, buf, n) as ssize_t;
+    before = |p| t0(fd);
+    after = |r| record::data(fd, Dir::Write, r, &one_buf(buf, r), p, "write");
+}
+interpose! {
+    fn pread(fd: c_int, buf: *mut c_void, n: size_t, off: off_t) -> ssize_t;
+    fallback = libc::syscall(libc::SYS_pread64, fd, buf, n, off) as ssize_t;
+    before = |p| t0(fd);
+    after = |r| record::data(fd, Dir::Read, r, &one_buf(buf, r), p, "pread");
+}
+interpose! {
+    fn pread64(fd: c_int, buf: *mut c_void, n: size_t, off: off_t) -> ssize_t;
+    fallback = libc::syscall(libc::SYS_pread64, fd, buf, n, off) as ssize_t;
+    before = |p| t0(fd);
+    after = |r| record::data(fd, Dir::Read, r, &one_buf(buf, r), p, "pread64");
+}
+interpose! {
+    fn pwrite(fd: c_int, buf: *const c_void, n: size_t, off: off_t) -> ssize_t;
+    fallback = libc::syscall(libc::SYS_pwrite64, fd, buf, n, off) as ssize_t;
+    before = |p| t0(fd);
+    after = |r| record::data(fd, Dir::Write, r, &one_buf(buf, r), p, "pwrite");
+}
+interpose! {
+    fn pwrite64(fd: c_int, buf: *const c_void, n: size_t, off: off_t) -> ssize_t;
+    fallback = libc::syscall(libc::SYS_pwrite64, fd, buf, n, off) as ssize_t;
+    before = |p| t0(fd);
+    after = |r| record::data(fd, Dir::Write, r, &one_buf(buf, r), p, "pwrite64");
+}
+interpose! {
+    fn readv(fd: c_int, iov: *const iovec, cnt: c_int) -> ssize_t;
+    fallback = libc::syscall(libc::SYS_readv, fd, iov, cnt) as ssize_t;
+    before = |p| t0(fd);
+    after = |r| record::data(fd, Dir::Read, r, &iov_bufs(iov, cnt, r), p, "readv");
+}
+interpose! {
+    fn writev(fd: c_int, iov: *const iovec, cnt: c_int) -> ssize_t;
+    fallback = libc::syscall(libc::SYS_writev, fd, iov, cnt) as ssize_t;
+    before = |p| t0(fd);
+    after = |r| record::data(fd, Dir::Write, r, &iov_bufs(iov, cnt, r), p, "writev");
+}
+interpose! {
+    fn fwrite(ptr: *const c_void, size: size_t, nmemb: size_t, stream: *mut FILE) -> size_t;
+    fallback = enosys(0);
+    before = |_p| 0;
+    after = |r| if !stream.is_null() {
+        let n = (r * size) as isize;
+        record::data(libc::fileno(stream), Dir::Write, n, &one_buf(ptr, n), 0, "fwrite")
+    };
+}
+interpose! {
+    fn fread(ptr: *mut c_void, size: size_t, nmemb: size_t, stream: *mut FILE) -> size_t;
+    fallback = enosys(0);
+    before = |_p| 0;
+    after = |r| if !stream.is_null() {
+        let n = (r * size) as isize;
+        record::data(libc::fileno(stream), Dir::Read, n, &one_buf(ptr, n), 0, "fread")
+    };
+}
+interpose! {
+    fn fputs(s: *const c_char, stream: *mut FILE) -> c_int;
+    fallback = enosys(libc::EOF);
+    before = |_p| 0;
+    after = |r| if r >= 0 && !stream.is_null() && !s.is_null() {
+        let n = libc::strlen(s) as isize;
+        record::data(libc::fileno(stream), Dir::Write, n, &one_buf(s.cast(), n), 0, "fputs")
+    };
+}
+interpose! {
+    fn puts(s: *const c_char) -> c_int;
+    fallback = enosys(libc::EOF);
+    before = |_p| 0;
+    after = |r| if r >= 0 && !s.is_null() {
+        let mut v = CStr::from_ptr(s).to_bytes().to_vec();
+        v.push(b'\n');
+        record::data(1, Dir::Write, v.len() as isize, &one_buf(v.as_ptr().cast(), v.len() as isize), 0, "puts")
+    };
+}
+interpose! {
+    fn lseek(fd: c_int, off: off_t, whence: c_int) -> off_t;
+    fallback = libc::syscall(libc::SYS_lseek, fd, off, whence) as off_t;
+    before = |_p| 0;
+    after = |r| record::seek(fd, r, "lseek");
+}
+interpose! {
+    fn lseek64(fd: c_int, off: off_t, whence: c_int) -> off_t;
+    fallback = libc::syscall(libc::SYS_lseek, fd, off, whence) as off_t;
+    before = |_p| 0;
+    after = |r| record::seek(fd, r, "lseek64");
+}
+
+// stat family: counted as fs.stat (path-based) ----------------------------------------
+interpose! {
+    fn stat(path: *const c_char, buf: *mut c_void) -> c_int;
+    fallback = libc::syscall(libc::SYS_newfstatat, libc::AT_FDCWD, path, buf, 0) as c_int;
+    before = |_p| 0;
+    after = |r| record::stat(&path_str(path), r, "stat");
+}
+interpose! {
+    fn stat64(path: *const c_char, buf: *mut c_void) -> c_int;
+    fallback = libc::syscall(libc::SYS_newfstatat, libc::AT_FDCWD, path, buf, 0) as c_int;
+    before = |_p| 0;
+    after = |r| record::stat(&path_str(path), r, "stat64");
+}
+interpose! {
+    fn lstat(path: *const c_char, buf: *mut c_void) -> c_int;
+    fallback = libc::syscall(libc::SYS_newfstatat, libc::AT_FDCWD, path, buf, libc::AT_SYMLINK_NOFOLLOW) as c_int;
+    before = |_p| 0;
+    after = |r| record::stat(&path_str(path), r, "lstat");
+}
+interpose! {
+    fn lstat64(path: *const c_char, buf: *mut c_void) -> c_int;
+    fallback = libc::syscall(libc::SYS_newfstatat, libc::AT_FDCWD, path, buf, libc::AT_SYMLINK_NOFOLLOW) as c_int;
+    before = |_p| 0;
+    after = |r| record::stat(&path_str(path), r, "lstat64");
+}
+interpose! {
+    fn fstatat(dirfd: c_int, path: *const c_char, buf: *mut c_void, flags: c_int) -> c_int;
+    fallback = libc::syscall(libc::SYS_newfstatat, dirfd, path, buf, flags) as c_int;
+    before = |_p| 0;
+    after = |r| record::stat(&path_str(path), r, "fstatat");
+}
+interpose! {
+    fn fstatat64(dirfd: c_int, path: *const c_char, buf: *mut c_void, flags: c_int) -> c_int;
+    fallback = libc::syscall(libc::SYS_newfstatat, dirfd, path, buf, flags) as c_int;
+    before = |_p| 0;
+    after = |r| record::stat(&path_str(path), r, "fstatat64");
+}
+interpose! {
+    fn statx(dirfd: c_int, path: *const c_char, flags: c_int, mask: c_uint, buf: *mut c_void) -> c_int;
+    fallback = libc::syscall(libc::SYS_statx, dirfd, path, flags, mask, buf) as c_int;
+    before = |_p| 0;
+    after = |r| record::stat(&path_str(path), r, "statx");
+}
+interpose! {
+    fn __xstat(ver: c_int, path: *const c_char, buf: *mut c_void) -> c_int;
+    fallback = enosys(-1);
+    before = |_p| 0;
+    after = |r| record::stat(&path_str(path), r, "__xstat");
+}
+interpose! {
+    fn __lxstat(ver: c_int, path: *const c_char, buf: *mut c_void) -> c_int;
+    fallback = enosys(-1);
+    before = |_p| 0;
+    after = |r| record::stat(&path_str(path), r, "__lxstat");
+}
+interpose! {
+    fn __xstat64(ver: c_int, path: *const c_char, buf: *mut c_void) -> c_int;
+    fallback = enosys(-1);
+    before = |_p| 0;
+    after = |r| record::stat(&path_str(path), r, "__xstat64");
+}
+interpose! {
+    fn __lxstat64(ver: c_int, path: *const c_char, buf: *mut c_void) -> c_int;
+    fallback = enosys(-1);
+    before = |_p| 0;
+    after = |r| record::stat(&path_str(path), r, "__lxstat64");
+}
+interpose! {
+    fn unlink(path: *const c_char) -> c_int;
+    fallback = libc::syscall(libc::SYS_unlinkat, libc::AT_FDCWD, path, 0) as c_int;
+    before = |_p| 0;
+    after = |r| if r == 0 { record::unlink(&path_str(path), "unlink") };
+}
+interpose! {
+    fn unlinkat(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int;
+    fallback = libc::syscall(libc::SYS_unlinkat, dirfd, path, flags) as c_int;
+    before = |_p| 0;
+    after = |r| if r == 0 { record::unlink(&path_str(path), "unlinkat") };
+}
+
+// ---- fd duplication -------------------------------------------------------------------
+
+interpose! {
+    fn dup(old: c_int) -> c_int;
+    fallback = libc::syscall(libc::SYS_dup, old) as c_int;
+    before = |_p| 0;
+    after = |r| if r >= 0 && !record::own_fd(old) { super::fdtable::dup(old, r, crate::metrics::mono_ns()) };
+}
+interpose! {
+    fn dup2(old: c_int, new: c_int) -> c_int;
+    fallback = libc::syscall(libc::SYS_dup3, old, new, 0) as c_int;
+    before = |_p| {
+        if old != new && crate::transport::is_own_fd(new) {
+            crate::transport::relocate_own_fd(new);
+        }
+        if old != new {
+            record::close(new, "dup2");
+        }
+        0
+    };
+    after = |r| if r >= 0 && old != new && !record::own_fd(old) { super::fdtable::dup(old, r, crate::metrics::mono_ns()) };
+}
+interpose! {
+    fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int;
+    fallback = libc::syscall(libc::SYS_dup3, old, new, flags) as c_int;
+    before = |_p| {
+        if old != new && crate::transport::is_own_fd(new) {
+            crate::transport::relocate_own_fd(new);
+        }
+        if old != new {
+            record::close(new, "dup3");
+        }
+        0
+    };
+    after = |r| if r >= 0 && !record::own_fd(old) { super::fdtable::dup(old, r, crate::metrics::mono_ns()) };
+}
+interpose! {
+    fn fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int;
+    fallback = libc::syscall(libc::SYS_fcntl, fd, cmd, arg) as c_int;
+    before = |_p| 0;
+    after = |r| if r >= 0 && (cmd == libc::F_DUPFD || cmd == libc::F_DUPFD_CLOEXEC) && !record::own_fd(fd) {
+        super::fdtable::dup(fd, r, crate::metrics::mono_ns())
+    };
+}
+interpose! {
+    fn fcntl64(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int;
+    fallback = libc::syscall(libc::SYS_fcntl, fd, cmd, arg) as c_int;
+    before = |_p| 0;
+    after = |r| if r >= 0 && (cmd == libc::F_DUPFD || cmd == libc::F_DUPFD_CLOEXEC) && !record::own_fd(fd) {
+        super::fdtable::dup(fd, r, crate::metrics::mono_ns())
+    };
+}
+
+// ---- sockets --------------------------------------------------------------------------
+
+interpose! {
+    fn socket(domain: c_int, ty: c_int, proto: c_int) -> c_int;
+    fallback = libc::syscall(libc::SYS_socket, domain, ty, proto) as c_int;
+    before = |_p| 0;
+    after = |r| record::socket(r, domain, ty);
+}
+interpose! {
+    fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int;
+    fallback = libc::syscall(libc::SYS_connect, fd, addr, len) as c_int;
+    before = |_p| 0;
+    after = |r| record::connect(fd, addr, len, r, errno());
+}
+interpose! {
+    fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int;
+    fallback = libc::syscall(libc::SYS_bind, fd, addr, len) as c_int;
+    before = |_p| 0;
+    after = |r| if r == 0 { record::bind(fd, addr, len) };
+}
+interpose! {
+    fn listen(fd: c_int, backlog: c_int) -> c_int;
+    fallback = libc::syscall(libc::SYS_listen, fd, backlog) as c_int;
+    before = |_p| 0;
+    after = |r| if r == 0 { record::listen(fd) };
+}
+interpose! {
+    fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int;
+    fallback = libc::syscall(libc::SYS_accept, fd, addr, len) as c_int;
+    before = |_p| 0;
+    after = |r| record::accept(fd, r, "accept");
+}
+interpose! {
+    fn accept4(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> c_int;
+    fallback = libc::syscall(libc::SYS_accept4, fd, addr, len, flags) as c_int;
+    before = |_p| 0;
+    after = |r| record::accept(fd, r, "accept4");
+}
+interpose! {
+    fn shutdown(fd: c_int, how: c_int) -> c_int;
+    fallback = libc::syscall(libc::SYS_shutdown, fd, how) as c_int;
+    before = |_p| 0;
+    after = |_r| ();
+}
+interpose! {
+    fn send(fd: c_int, buf: *const c_void, n: size_t, flags: c_int) -> ssize_t;
+    fallback = libc::syscall(libc::SYS_sendto, fd, buf, n, flags, 0, 0) as ssize_t;
+    before = |_p| 0;
+    after = |r| record::data(fd, Dir::Write, r, &one_buf(buf, r), 0, "send");
+}
+interpose! {
+    fn sendto(fd: c_int, buf: *const c_void, n: size_t, flags: c_int, addr: *const sockaddr, alen: socklen_t) -> ssize_t;
+    fallback = libc::syscall(libc::SYS_sendto, fd, buf, n, flags, addr, alen) as ssize_t;
+    before = |_p| {
+        // An unconnected UDP send names its peer here (DNS detection needs it).
+        if !addr.is_null() && !record::own_fd(fd) && record::classify(fd) == super::fdtable::Kind::Udp
+            && let Some(s) = super::fdtable::get(fd)
+        {
+            // SAFETY: the application passed `alen` bytes at `addr`.
+            let peer = unsafe { super::fdtable::sockaddr_to(addr, alen) };
+            if peer.is_some() {
+                s.info().peer = peer;
+            }
+        }
+        0
+    };
+    after = |r| record::data(fd, Dir::Write, r, &one_buf(buf, r), 0, "sendto");
+}
+interpose! {
+    fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t;
+    fallback = libc::syscall(libc::SYS_sendmsg, fd, msg, flags) as ssize_t;
+    before = |_p| 0;
+    after = |r| if !msg.is_null() {
+        let m = &*msg;
+        record::data(fd, Dir::Write, r, &iov_bufs(m.msg_iov, m.msg_iovlen as c_int, r), 0, "sendmsg")
+    };
+}
+interpose! {
+    fn recv(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int) -> ssize_t;
+    fallback = libc::syscall(libc::SYS_recvfrom, fd, buf, n, flags, 0, 0) as ssize_t;
+    before = |_p| 0;
+    after = |r| if flags & libc::MSG_PEEK == 0 { record::data(fd, Dir::Read, r, &one_buf(buf, r), 0, "recv") };
+}
+interpose! {
+    fn recvfrom(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int, addr: *mut sockaddr, alen: *mut socklen_t) -> ssize_t;
+    fallback = libc::syscall(libc::SYS_recvfrom, fd, buf, n, flags, addr, alen) as ssize_t;
+    before = |_p| 0;
+    after = |r| if flags & libc::MSG_PEEK == 0 { record::data(fd, Dir::Read, r, &one_buf(buf, r), 0, "recvfrom") };
+}
+interpose! {
+    fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t;
+    fallback = libc::syscall(libc::SYS_recvmsg, fd, msg, flags) as ssize_t;
+    before = |_p| 0;
+    after = |r| if !msg.is_null() && flags & libc::MSG_PEEK == 0 {
+        let m = &*msg;
+        record::data(fd, Dir::Read, r, &iov_bufs(m.msg_iov, m.msg_iovlen as c_int, r), 0, "recvmsg")
+    };
+}
+interpose! {
+    fn sendfile(out_fd: c_int, in_fd: c_int, off: *mut off_t, count: size_t) -> ssize_t;
+    fallback = libc::syscall(libc::SYS_sendfile, out_fd, in_fd, off, count) as ssize_t;
+    before = |_p| 0;
+    after = |r| record::opaque_write(out_fd, r, "sendfile");
+}
+interpose! {
+    fn sendfile64(out_fd: c_int, in_fd: c_int, off: *mut off_t, count: size_t) -> ssize_t;
+    fallback = libc::syscall(libc::SYS_sendfile, out_fd, in_fd, off, count) as ssize_t;
+    before = |_p| 0;
+    after = |r| record::opaque_write(out_fd, r, "sendfile64");
+}
+
+// ---- DNS ------------------------------------------------------------------------------
+
+interpose! {
+    fn getaddrinfo(node: *const c_char, service: *const c_char, hints: *const libc::addrinfo, res: *mut *mut libc::addrinfo) -> c_int;
+    fallback = enosys(libc::EAI_SYSTEM);
+    before = |_p| 0;
+    after = |_r| if !node.is_null() { record::dns(&path_str(node)) };
+}
+interpose! {
+    fn gethostbyname(name: *const c_char) -> *mut c_void;
+    fallback = enosys(std::ptr::null_mut());
+    before = |_p| 0;
+    after = |_r| if !name.is_null() { record::dns(&path_str(name)) };
+}
+
+#[allow(dead_code)]
+fn _unused(_: c_long) {}

@@ -1,0 +1,1079 @@
+//! What happens after an interposed call: fd tracking, metric counting, events and HTTP
+//! detection. Called by the wrappers in `libc_fns.rs` with the guard held, after the real
+//! call, with `errno` saved by the caller.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+
+use serde_json::{Map, Value};
+
+use super::fdtable::{
+    self, F_ACCEPTED, F_LISTEN, F_LOGFILE, F_LOGFILE_CHECKED, F_NOT_HTTP, HttpConn, Info, Kind,
+    PendingReq, Slot,
+};
+use crate::events::{self, Event};
+use crate::metrics::format::{Kind as MK, Metric, Tag};
+use crate::metrics::{self, AGG};
+use crate::proto::http::Message;
+
+/// Gives the bytes of a transfer, chunk by chunk, to the closure it is called with.
+pub type Bytes<'a> = &'a dyn Fn(&mut dyn FnMut(&[u8]));
+
+/// Direction of a data transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    Read,
+    Write,
+}
+
+/// Is `fd` one of the library's own descriptors?
+#[inline]
+pub fn own_fd(fd: i32) -> bool {
+    crate::transport::is_own_fd(fd)
+}
+
+/// Should the wrapper time this call? (fs.duration needs it; one relaxed load)
+#[inline]
+pub fn want_timing(fd: i32) -> bool {
+    metrics::on(metrics::FS) && fdtable::kind(fd) == Kind::File
+}
+
+fn ts_to_events_time() -> f64 {
+    metrics::now_f64()
+}
+
+fn base_data() -> Map<String, Value> {
+    Map::new()
+}
+
+/// Kind of `fd`, classifying an fd we have not seen open (inherited, or created by a
+/// call we do not interpose) once with `fstat`/`getsockopt`.
+pub fn classify(fd: i32) -> Kind {
+    if let Some(s) = fdtable::get(fd) {
+        let k = s.kind();
+        if k != Kind::Unknown {
+            return k;
+        }
+    }
+    if fd < 0 || fd as usize >= fdtable::MAX_FDS || own_fd(fd) {
+        return Kind::Unknown;
+    }
+    // SAFETY: fstat with a valid out-pointer; the fd may be invalid, which fstat reports.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return Kind::Unknown;
+    }
+    let fmt = st.st_mode & libc::S_IFMT;
+    let (kind, info) = if fmt == libc::S_IFSOCK {
+        let (k, local, peer) = socket_identity(fd);
+        (
+            k,
+            Info {
+                op: "inherited",
+                local,
+                peer,
+                ..Default::default()
+            },
+        )
+    } else if fmt == libc::S_IFREG || fmt == libc::S_IFCHR && fd > 2 {
+        let path = std::fs::read_link(format!("/proc/self/fd/{fd}"))
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        (
+            Kind::File,
+            Info {
+                path,
+                op: "inherited",
+                ..Default::default()
+            },
+        )
+    } else {
+        (Kind::Other, Info::default())
+    };
+    if let Some(s) = fdtable::get_or_alloc(fd) {
+        s.reset(kind, info, metrics::mono_ns());
+    }
+    kind
+}
+
+fn socket_identity(fd: i32) -> (Kind, Option<SocketAddr>, Option<SocketAddr>) {
+    let mut ty: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt with valid out-pointers.
+    unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&mut ty as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut sl = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: valid buffer and length.
+    let fam = if unsafe {
+        libc::getsockname(fd, (&mut ss as *mut libc::sockaddr_storage).cast(), &mut sl)
+    } == 0
+    {
+        i32::from(ss.ss_family)
+    } else {
+        -1
+    };
+    // SAFETY: ss holds sl bytes.
+    let local = unsafe { fdtable::sockaddr_to((&ss as *const libc::sockaddr_storage).cast(), sl) };
+    let kind = kind_of(fam, ty);
+    let peer = if kind.is_socket() { peer_of(fd) } else { None };
+    (kind, local, peer)
+}
+
+fn kind_of(family: i32, ty: i32) -> Kind {
+    let ty = ty & 0xf;
+    match (family, ty) {
+        (libc::AF_INET | libc::AF_INET6, libc::SOCK_STREAM) => Kind::Tcp,
+        (libc::AF_INET | libc::AF_INET6, libc::SOCK_DGRAM) => Kind::Udp,
+        (libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_SEQPACKET) => Kind::UnixStream,
+        (libc::AF_UNIX, libc::SOCK_DGRAM) => Kind::UnixDgram,
+        _ => Kind::Other,
+    }
+}
+
+fn local_of(fd: i32) -> Option<SocketAddr> {
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut sl = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: valid buffer and length.
+    if unsafe { libc::getsockname(fd, (&mut ss as *mut libc::sockaddr_storage).cast(), &mut sl) }
+        != 0
+    {
+        return None;
+    }
+    // SAFETY: ss holds sl bytes.
+    unsafe { fdtable::sockaddr_to((&ss as *const libc::sockaddr_storage).cast(), sl) }
+}
+
+fn peer_of(fd: i32) -> Option<SocketAddr> {
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut sl = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: valid buffer and length.
+    if unsafe { libc::getpeername(fd, (&mut ss as *mut libc::sockaddr_storage).cast(), &mut sl) }
+        != 0
+    {
+        return None;
+    }
+    // SAFETY: ss holds sl bytes.
+    unsafe { fdtable::sockaddr_to((&ss as *const libc::sockaddr_storage).cast(), sl) }
+}
+
+fn fs_error(op: &'static str, class: usize, file: &str) {
+    if !metrics::on(metrics::FS) {
+        return;
+    }
+    if metrics::indiv(metrics::INDIV_ERR) {
+        metrics::individual(&Metric {
+            name: "fs.error",
+            kind: MK::Counter,
+            value: 1.0,
+            unit: "operation",
+            tags: vec![
+                Tag::s("op", op),
+                Tag::s("file", file),
+                Tag::s("class", metrics::FS_ERR_CLASSES[class]).req(),
+            ],
+            summary: false,
+        });
+    } else {
+        AGG.fs_err[class].add(1);
+    }
+}
+
+fn net_error(op: &'static str, class: usize) {
+    if !metrics::on(metrics::NET) {
+        return;
+    }
+    if metrics::indiv(metrics::INDIV_ERR) {
+        metrics::individual(&Metric {
+            name: "net.error",
+            kind: MK::Counter,
+            value: 1.0,
+            unit: "operation",
+            tags: vec![
+                Tag::s("op", op),
+                Tag::s("class", metrics::NET_ERR_CLASSES[class]).req(),
+            ],
+            summary: false,
+        });
+    } else {
+        AGG.net_err[class].add(1);
+    }
+}
+
+/// A file was opened (`ret` is the fd, or -1 with `err`).
+pub fn open(ret: i32, path: &str, op: &'static str, err: i32) {
+    if ret < 0 {
+        let _ = err;
+        fs_error(op, 0, path);
+        return;
+    }
+    if own_fd(ret) {
+        return;
+    }
+    let now = metrics::mono_ns();
+    let Some(s) = fdtable::get_or_alloc(ret) else {
+        if metrics::on(metrics::FS) {
+            AGG.fs_open.add(1);
+        }
+        return;
+    };
+    s.reset(
+        Kind::File,
+        Info {
+            path: path.to_string(),
+            op,
+            ..Default::default()
+        },
+        now,
+    );
+    if metrics::on(metrics::FS) {
+        if metrics::indiv(metrics::INDIV_FS_OPEN) {
+            metrics::individual(&Metric {
+                name: "fs.open",
+                kind: MK::Counter,
+                value: 1.0,
+                unit: "operation",
+                tags: vec![
+                    Tag::i("fd", i64::from(ret)),
+                    Tag::s("op", op),
+                    Tag::s("file", path),
+                ],
+                summary: false,
+            });
+        } else {
+            AGG.fs_open.add(1);
+        }
+    }
+    if events::on(events::FS) {
+        let mut d = base_data();
+        let id = events::ident::ident();
+        d.insert("proc".into(), id.procname.clone().into());
+        d.insert("pid".into(), events::ident::pid().into());
+        d.insert("host".into(), id.host.clone().into());
+        d.insert("file".into(), path.into());
+        // SAFETY: getters without preconditions.
+        d.insert("proc_uid".into(), unsafe { libc::getuid() }.into());
+        d.insert("proc_gid".into(), unsafe { libc::getgid() }.into());
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: valid out-pointer.
+        if unsafe { libc::fstat(ret, &mut st) } == 0 {
+            d.insert("file_perms".into(), (st.st_mode & 0o7777).into());
+            d.insert("file_owner".into(), st.st_uid.into());
+            d.insert("file_group".into(), st.st_gid.into());
+        }
+        d.insert("op".into(), op.into());
+        events::emit(
+            events::FS,
+            Event {
+                sourcetype: "fs",
+                source: "fs.open".into(),
+                channel: s.channel.load(Relaxed),
+                data: d,
+                time: ts_to_events_time(),
+            },
+        );
+    }
+}
+
+/// `fd` is about to be closed by the application (`close`, `fclose`, or replaced by
+/// `dup2`/`dup3`, reported as `close`): stop tracking it and report.
+pub fn close(fd: i32, op: &'static str) {
+    let op = if op == "fclose" { "fclose" } else { "close" };
+    let Some(s) = fdtable::get(fd) else { return };
+    let kind = s.clear();
+    if kind == Kind::Unknown || kind == Kind::Other {
+        return;
+    }
+    let now = metrics::mono_ns();
+    let dur_ns = now.saturating_sub(s.opened_ns.load(Relaxed));
+    let (rb, ro, wb, wo) = s.counters();
+    let (path, local, peer) = {
+        let mut i = s.info();
+        i.http = None;
+        (std::mem::take(&mut i.path), i.local, i.peer)
+    };
+    if kind == Kind::File {
+        if metrics::on(metrics::FS) {
+            if metrics::indiv(metrics::INDIV_FS_OPEN) {
+                metrics::individual(&Metric {
+                    name: "fs.close",
+                    kind: MK::Counter,
+                    value: 1.0,
+                    unit: "operation",
+                    tags: vec![
+                        Tag::i("fd", i64::from(fd)),
+                        Tag::s("op", op),
+                        Tag::s("file", &path),
+                    ],
+                    summary: false,
+                });
+            } else {
+                AGG.fs_close.add(1);
+            }
+        }
+        if events::on(events::FS) {
+            let id = events::ident::ident();
+            let mut d = base_data();
+            d.insert("proc".into(), id.procname.clone().into());
+            d.insert("pid".into(), events::ident::pid().into());
+            d.insert("host".into(), id.host.clone().into());
+            d.insert("file".into(), path.into());
+            d.insert("file_read_bytes".into(), rb.into());
+            d.insert("file_read_ops".into(), ro.into());
+            d.insert("file_write_bytes".into(), wb.into());
+            d.insert("file_write_ops".into(), wo.into());
+            d.insert("duration".into(), (dur_ns / 1_000_000).into());
+            d.insert("op".into(), op.into());
+            events::emit(
+                events::FS,
+                Event {
+                    sourcetype: "fs",
+                    source: "fs.close".into(),
+                    channel: s.channel.load(Relaxed),
+                    data: d,
+                    time: ts_to_events_time(),
+                },
+            );
+        }
+        return;
+    }
+    // A socket.
+    match kind {
+        Kind::Tcp => {
+            AGG.tcp_open.fetch_sub(1, Relaxed);
+        }
+        Kind::Udp => {
+            AGG.udp_open.fetch_sub(1, Relaxed);
+        }
+        _ => {}
+    }
+    let connected = peer.is_some() || !path.is_empty();
+    if metrics::on(metrics::NET) && connected {
+        if metrics::indiv(metrics::INDIV_NET_OPEN) {
+            let port = local.map_or(0, |a| i64::from(a.port()));
+            metrics::individual(&Metric {
+                name: "net.close",
+                kind: MK::Counter,
+                value: 1.0,
+                unit: "connection",
+                tags: vec![
+                    Tag::i("fd", i64::from(fd)),
+                    Tag::s("op", op),
+                    Tag::s("proto", kind.proto()),
+                    Tag::i("port", port),
+                ],
+                summary: false,
+            });
+        } else {
+            AGG.net_close.add(1);
+        }
+        AGG.net_dur_ms.add(dur_ns / 1_000_000);
+        AGG.net_dur_ops.add(1);
+    }
+    if events::on(events::NET) && connected {
+        let mut d = net_data(kind, local, peer, &path);
+        d.insert("duration".into(), (dur_ns / 1_000_000).into());
+        d.insert("net_bytes_sent".into(), wb.into());
+        d.insert("net_bytes_recv".into(), rb.into());
+        d.insert("net_close_reason".into(), "local".into());
+        events::emit(
+            events::NET,
+            Event {
+                sourcetype: "net",
+                source: "net.close".into(),
+                channel: s.channel.load(Relaxed),
+                data: d,
+                time: ts_to_events_time(),
+            },
+        );
+    }
+}
+
+fn net_data(
+    kind: Kind,
+    local: Option<SocketAddr>,
+    peer: Option<SocketAddr>,
+    path: &str,
+) -> Map<String, Value> {
+    let mut d = base_data();
+    d.insert("net_transport".into(), kind.transport().into());
+    if let Some(p) = peer {
+        d.insert("net_peer_ip".into(), p.ip().to_string().into());
+        d.insert("net_peer_port".into(), p.port().into());
+    }
+    if let Some(l) = local {
+        d.insert("net_host_ip".into(), l.ip().to_string().into());
+        d.insert("net_host_port".into(), l.port().into());
+    }
+    if matches!(kind, Kind::UnixStream | Kind::UnixDgram) && !path.is_empty() {
+        // Not in AppScope's net schemas as a field of its own; the path goes nowhere.
+    }
+    d
+}
+
+/// A socket was created.
+pub fn socket(fd: i32, domain: i32, ty: i32) {
+    if fd < 0 {
+        net_error("socket", 0);
+        return;
+    }
+    if own_fd(fd) {
+        return;
+    }
+    let kind = kind_of(domain, ty);
+    if let Some(s) = fdtable::get_or_alloc(fd) {
+        s.reset(
+            kind,
+            Info {
+                op: "socket",
+                ..Default::default()
+            },
+            metrics::mono_ns(),
+        );
+    }
+    match kind {
+        Kind::Tcp => {
+            AGG.tcp_open.fetch_add(1, Relaxed);
+        }
+        Kind::Udp => {
+            AGG.udp_open.fetch_add(1, Relaxed);
+        }
+        _ => {}
+    }
+}
+
+fn net_open_report(s: &Slot, fd: i32, kind: Kind, op: &'static str) {
+    let (local, peer, path) = {
+        let i = s.info();
+        (i.local, i.peer, i.path.clone())
+    };
+    if metrics::on(metrics::NET) {
+        if metrics::indiv(metrics::INDIV_NET_OPEN) {
+            let port = local.map_or(0, |a| i64::from(a.port()));
+            metrics::individual(&Metric {
+                name: "net.open",
+                kind: MK::Counter,
+                value: 1.0,
+                unit: "connection",
+                tags: vec![
+                    Tag::i("fd", i64::from(fd)),
+                    Tag::s("op", op),
+                    Tag::s("proto", kind.proto()),
+                    Tag::i("port", port),
+                ],
+                summary: false,
+            });
+        } else {
+            AGG.net_open.add(1);
+        }
+    }
+    if events::on(events::NET) {
+        let d = net_data(kind, local, peer, &path);
+        events::emit(
+            events::NET,
+            Event {
+                sourcetype: "net",
+                source: "net.open".into(),
+                channel: s.channel.load(Relaxed),
+                data: d,
+                time: ts_to_events_time(),
+            },
+        );
+    }
+}
+
+/// `connect` returned `ret` (0, or -1 with `err`).
+///
+/// # Safety
+/// `addr` must be null or point to `len` readable bytes.
+pub unsafe fn connect(
+    fd: i32,
+    addr: *const libc::sockaddr,
+    len: libc::socklen_t,
+    ret: i32,
+    err: i32,
+) {
+    if own_fd(fd) {
+        return;
+    }
+    if ret != 0 && err != libc::EINPROGRESS {
+        net_error("connect", 0);
+        return;
+    }
+    let kind = classify(fd);
+    if !kind.is_socket() {
+        return;
+    }
+    let Some(s) = fdtable::get(fd) else { return };
+    {
+        let mut i = s.info();
+        // SAFETY: caller's contract.
+        i.peer = unsafe { fdtable::sockaddr_to(addr, len) };
+        if let Some(p) = unsafe { fdtable::sockaddr_un_path(addr, len) } {
+            i.path = p;
+        }
+        i.local = local_of(fd);
+    }
+    net_open_report(s, fd, kind, "connect");
+}
+
+/// `accept`/`accept4` on `lfd` returned `newfd`.
+pub fn accept(lfd: i32, newfd: i32, op: &'static str) {
+    if newfd < 0 {
+        let e = super::real::errno();
+        if e != libc::EAGAIN && e != libc::EWOULDBLOCK && e != libc::EINTR {
+            net_error(op, 0);
+        }
+        return;
+    }
+    if own_fd(lfd) || own_fd(newfd) {
+        return;
+    }
+    let (kind, local, peer) = socket_identity(newfd);
+    let Some(s) = fdtable::get_or_alloc(newfd) else {
+        return;
+    };
+    let path = if matches!(kind, Kind::UnixStream) {
+        fdtable::get(lfd)
+            .map(|l| l.info().path.clone())
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    s.reset(
+        kind,
+        Info {
+            op,
+            local,
+            peer,
+            path,
+            ..Default::default()
+        },
+        metrics::mono_ns(),
+    );
+    s.set_flag(F_ACCEPTED);
+    if kind == Kind::Tcp {
+        AGG.tcp_open.fetch_add(1, Relaxed);
+    }
+    net_open_report(s, newfd, kind, op);
+}
+
+/// `bind` succeeded: remember the local address / unix path.
+///
+/// # Safety
+/// As [`connect`].
+pub unsafe fn bind(fd: i32, addr: *const libc::sockaddr, len: libc::socklen_t) {
+    if own_fd(fd) || !classify(fd).is_socket() {
+        return;
+    }
+    if let Some(s) = fdtable::get(fd) {
+        let mut i = s.info();
+        // SAFETY: caller's contract.
+        i.local = unsafe { fdtable::sockaddr_to(addr, len) }.or_else(|| local_of(fd));
+        if let Some(p) = unsafe { fdtable::sockaddr_un_path(addr, len) } {
+            i.path = p;
+        }
+    }
+}
+
+/// `listen` succeeded.
+pub fn listen(fd: i32) {
+    if own_fd(fd) || !classify(fd).is_socket() {
+        return;
+    }
+    if let Some(s) = fdtable::get(fd) {
+        s.set_flag(F_LISTEN);
+        let mut i = s.info();
+        if i.local.is_none() {
+            i.local = local_of(fd);
+        }
+    }
+}
+
+/// Data moved on `fd`: `ret` bytes (or -1), `bufs` the bytes themselves when the caller
+/// can provide them (for protocol detection and console/file events), `t0` the start time
+/// when timed (0 otherwise).
+pub fn data(fd: i32, dir: Dir, ret: isize, bufs: Bytes<'_>, t0: u64, op: &'static str) {
+    if own_fd(fd) {
+        return;
+    }
+    let kind = classify(fd);
+    if ret < 0 {
+        let e = super::real::errno();
+        if e == libc::EAGAIN || e == libc::EWOULDBLOCK || e == libc::EINTR {
+            return;
+        }
+        match kind {
+            Kind::File => {
+                let path = fdtable::get(fd)
+                    .map(|s| s.info().path.clone())
+                    .unwrap_or_default();
+                fs_error(op, 1, &path);
+            }
+            k if k.is_socket() => net_error(op, 1),
+            _ => {}
+        }
+        return;
+    }
+    let n = ret as u64;
+    let console = (fd == 1 || fd == 2) && dir == Dir::Write && !kind.is_socket() && {
+        kind != Kind::File || fdtable::get(fd).is_none_or(|s| s.info().op == "inherited")
+    };
+    if console && events::on(events::CONSOLE) && n > 0 {
+        let name = if fd == 1 { "stdout" } else { "stderr" };
+        let mut left = n as usize;
+        bufs(&mut |b| {
+            let take = b.len().min(left);
+            left -= take;
+            if take > 0 {
+                events::emit_write(events::CONSOLE, name, 0, &b[..take]);
+            }
+        });
+    }
+    let Some(s) = fdtable::get(fd) else { return };
+    match kind {
+        Kind::File => {
+            let (bytes, ops) = if dir == Dir::Read {
+                (&s.rd_bytes, &s.rd_ops)
+            } else {
+                (&s.wr_bytes, &s.wr_ops)
+            };
+            bytes.fetch_add(n, Relaxed);
+            ops.fetch_add(1, Relaxed);
+            if metrics::on(metrics::FS) {
+                let name = if dir == Dir::Read {
+                    "fs.read"
+                } else {
+                    "fs.write"
+                };
+                let dur_us = if t0 > 0 {
+                    metrics::mono_ns().saturating_sub(t0) / 1000
+                } else {
+                    0
+                };
+                if metrics::indiv(metrics::INDIV_RW) {
+                    let path = s.info().path.clone();
+                    metrics::individual(&Metric {
+                        name,
+                        kind: MK::Counter,
+                        value: n as f64,
+                        unit: "byte",
+                        tags: vec![
+                            Tag::i("fd", i64::from(fd)),
+                            Tag::s("op", op),
+                            Tag::s("file", &path),
+                            Tag::i("numops", 1),
+                        ],
+                        summary: false,
+                    });
+                    metrics::individual(&Metric {
+                        name: "fs.duration",
+                        kind: MK::Histogram,
+                        value: dur_us as f64,
+                        unit: "microsecond",
+                        tags: vec![
+                            Tag::i("fd", i64::from(fd)),
+                            Tag::s("op", op),
+                            Tag::s("file", &path),
+                            Tag::i("numops", 1),
+                        ],
+                        summary: false,
+                    });
+                } else {
+                    if dir == Dir::Read {
+                        AGG.fs_read_bytes.add(n);
+                        AGG.fs_read_ops.add(1);
+                    } else {
+                        AGG.fs_write_bytes.add(n);
+                        AGG.fs_write_ops.add(1);
+                    }
+                    AGG.fs_dur_us.add(dur_us);
+                    AGG.fs_dur_ops.add(1);
+                }
+            }
+            if dir == Dir::Write && !console && events::on(events::FILE) && n > 0 {
+                let flags = s.flags.load(Relaxed);
+                let is_log = if flags & F_LOGFILE_CHECKED != 0 {
+                    flags & F_LOGFILE != 0
+                } else {
+                    let path = s.info().path.clone();
+                    let m = events::settings().filter(events::FILE).name.is_match(&path);
+                    s.set_flag(F_LOGFILE_CHECKED | if m { F_LOGFILE } else { 0 });
+                    m
+                };
+                if is_log {
+                    let path = s.info().path.clone();
+                    let ch = s.channel.load(Relaxed);
+                    let mut left = n as usize;
+                    bufs(&mut |b| {
+                        let take = b.len().min(left);
+                        left -= take;
+                        if take > 0 {
+                            events::emit_write(events::FILE, &path, ch, &b[..take]);
+                        }
+                    });
+                }
+            }
+        }
+        k if k.is_socket() => {
+            let (bytes, ops) = if dir == Dir::Read {
+                (&s.rd_bytes, &s.rd_ops)
+            } else {
+                (&s.wr_bytes, &s.wr_ops)
+            };
+            bytes.fetch_add(n, Relaxed);
+            ops.fetch_add(1, Relaxed);
+            if metrics::on(metrics::NET) {
+                if metrics::indiv(metrics::INDIV_RW) {
+                    let (local, peer) = {
+                        let i = s.info();
+                        (i.local, i.peer)
+                    };
+                    let lip = local.map(|a| a.ip().to_string()).unwrap_or_default();
+                    let rip = peer.map(|a| a.ip().to_string()).unwrap_or_default();
+                    metrics::individual(&Metric {
+                        name: if dir == Dir::Read { "net.rx" } else { "net.tx" },
+                        kind: MK::Counter,
+                        value: n as f64,
+                        unit: "byte",
+                        tags: vec![
+                            Tag::i("fd", i64::from(fd)),
+                            Tag::s("proto", k.proto()),
+                            Tag::s("localip", &lip),
+                            Tag::i("localp", local.map_or(0, |a| i64::from(a.port()))),
+                            Tag::s("remoteip", &rip),
+                            Tag::i("remotep", peer.map_or(0, |a| i64::from(a.port()))),
+                            Tag::s("data", "clear"),
+                            Tag::i("numops", 1),
+                            Tag::s("class", metrics::CLASSES[k.class()]),
+                        ],
+                        summary: false,
+                    });
+                } else if dir == Dir::Read {
+                    AGG.net_rx_bytes[k.class()].add(n);
+                    AGG.net_rx_ops[k.class()].add(1);
+                } else {
+                    AGG.net_tx_bytes[k.class()].add(n);
+                    AGG.net_tx_ops[k.class()].add(1);
+                }
+            }
+            if n > 0
+                && matches!(k, Kind::Tcp | Kind::UnixStream)
+                && !s.has_flag(F_NOT_HTTP)
+                && (events::on(events::HTTP) || metrics::on(metrics::HTTP))
+            {
+                http_feed(s, k, dir, n as usize, bufs);
+            }
+            if k == Kind::Udp
+                && dir == Dir::Write
+                && (events::on(events::DNS) || metrics::on(metrics::DNS))
+            {
+                let is_dns = s.info().peer.is_some_and(|p| p.port() == 53);
+                if is_dns {
+                    let mut name = None;
+                    bufs(&mut |b| {
+                        if name.is_none() {
+                            name = crate::proto::dns::query_name(b);
+                        }
+                    });
+                    if let Some(name) = name {
+                        dns(&name);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `sendfile`-like transfer of `n` bytes we do not see.
+pub fn opaque_write(fd: i32, n: isize, op: &'static str) {
+    if n <= 0 || own_fd(fd) {
+        return;
+    }
+    let kind = classify(fd);
+    let Some(s) = fdtable::get(fd) else { return };
+    if kind.is_socket() {
+        s.wr_bytes.fetch_add(n as u64, Relaxed);
+        s.wr_ops.fetch_add(1, Relaxed);
+        if metrics::on(metrics::NET) {
+            AGG.net_tx_bytes[kind.class()].add(n as u64);
+            AGG.net_tx_ops[kind.class()].add(1);
+        }
+        let mut i = s.info();
+        if let Some(h) = i.http.as_mut() {
+            h.tx.skip(n as u64);
+        }
+    } else if kind == Kind::File {
+        let _ = op;
+        data(fd, Dir::Write, n, &|_| {}, 0, "write");
+    }
+}
+
+fn http_feed(s: &Slot, kind: Kind, dir: Dir, n: usize, bufs: Bytes<'_>) {
+    let mut msgs = Vec::new();
+    let (local, peer, not_http) = {
+        let mut i = s.info();
+        let h = i.http.get_or_insert_with(|| Box::new(HttpConn::default()));
+        let stream = if dir == Dir::Read {
+            &mut h.rx
+        } else {
+            &mut h.tx
+        };
+        let mut left = n;
+        bufs(&mut |b| {
+            let take = b.len().min(left);
+            left -= take;
+            if take > 0 {
+                stream.feed(&b[..take], &mut |m| msgs.push(m));
+            }
+        });
+        let not_http = h.rx.is_not_http() && h.tx.is_not_http()
+            || (h.rx.is_not_http() && dir == Dir::Read && h.pending.is_none())
+            || (h.tx.is_not_http() && dir == Dir::Write && h.pending.is_none());
+        (i.local, i.peer, not_http)
+    };
+    if not_http && msgs.is_empty() {
+        s.set_flag(F_NOT_HTTP);
+        s.info().http = None;
+        return;
+    }
+    for m in msgs {
+        http_message(s, kind, dir, m, local, peer);
+    }
+}
+
+fn http_message(
+    s: &Slot,
+    kind: Kind,
+    dir: Dir,
+    m: Message,
+    local: Option<SocketAddr>,
+    peer: Option<SocketAddr>,
+) {
+    let now = metrics::mono_ns();
+    let time = ts_to_events_time();
+    let channel = s.channel.load(Relaxed);
+    match m {
+        Message::Request(r) => {
+            let server = dir == Dir::Read;
+            if events::on(events::HTTP) {
+                let mut d = net_data(kind, local, peer, "");
+                d.insert("http_method".into(), r.method.clone().into());
+                d.insert("http_target".into(), r.target.clone().into());
+                d.insert("http_flavor".into(), r.flavor.clone().into());
+                d.insert("http_scheme".into(), "http".into());
+                if let Some(h) = &r.host {
+                    d.insert("http_host".into(), h.clone().into());
+                }
+                if let Some(u) = &r.user_agent {
+                    d.insert("http_user_agent".into(), u.clone().into());
+                }
+                if let Some(x) = &r.x_forwarded_for {
+                    d.insert("http_client_ip".into(), x.clone().into());
+                }
+                events::emit(
+                    events::HTTP,
+                    Event {
+                        sourcetype: "http",
+                        source: "http.req".into(),
+                        channel,
+                        data: d,
+                        time,
+                    },
+                );
+            }
+            let mut i = s.info();
+            if let Some(h) = i.http.as_mut() {
+                h.pending = Some(PendingReq {
+                    method: r.method,
+                    target: r.target,
+                    host: r.host,
+                    user_agent: r.user_agent,
+                    t0_ns: now,
+                    content_length: r.content_length,
+                    server,
+                });
+            }
+        }
+        Message::Response(r) => {
+            let pending = s.info().http.as_mut().and_then(|h| h.pending.take());
+            let dur_ms = pending
+                .as_ref()
+                .map(|p| now.saturating_sub(p.t0_ns) as f64 / 1e6);
+            let server = pending.as_ref().map_or(dir == Dir::Write, |p| p.server);
+            if events::on(events::HTTP) {
+                let mut d = net_data(kind, local, peer, "");
+                if let Some(p) = &pending {
+                    d.insert("http_method".into(), p.method.clone().into());
+                    d.insert("http_target".into(), p.target.clone().into());
+                    if let Some(h) = &p.host {
+                        d.insert("http_host".into(), h.clone().into());
+                    }
+                    if let Some(u) = &p.user_agent {
+                        d.insert("http_user_agent".into(), u.clone().into());
+                    }
+                }
+                d.insert("http_scheme".into(), "http".into());
+                d.insert("http_flavor".into(), r.flavor.clone().into());
+                d.insert("http_status_code".into(), r.status.into());
+                let text = crate::proto::http::reason_phrase(r.status)
+                    .map_or_else(|| r.status_text.clone(), str::to_string);
+                d.insert("http_status_text".into(), text.into());
+                if let Some(ms) = dur_ms {
+                    let key = if server {
+                        "http_server_duration"
+                    } else {
+                        "http_client_duration"
+                    };
+                    d.insert(key.into(), (ms.round() as u64).into());
+                }
+                if let Some(cl) = r.content_length {
+                    d.insert("http_response_content_length".into(), cl.into());
+                }
+                events::emit(
+                    events::HTTP,
+                    Event {
+                        sourcetype: "http",
+                        source: "http.resp".into(),
+                        channel,
+                        data: d,
+                        time,
+                    },
+                );
+            }
+            let target = pending.as_ref().map_or("", |p| p.target.as_str());
+            metrics::record_http(&metrics::HttpSample {
+                target: if target.is_empty() { "/" } else { target },
+                status: r.status,
+                server_ms: if server { dur_ms } else { None },
+                client_ms: if server { None } else { dur_ms },
+                req_len: pending.as_ref().and_then(|p| p.content_length),
+                resp_len: r.content_length,
+            });
+        }
+    }
+}
+
+/// A name was resolved (`getaddrinfo`, `gethostbyname`, or a DNS query we saw).
+pub fn dns(name: &str) {
+    if name.is_empty() {
+        return;
+    }
+    if metrics::on(metrics::DNS) {
+        if metrics::indiv(metrics::INDIV_DNS) {
+            metrics::individual(&Metric {
+                name: "dns.req",
+                kind: MK::Counter,
+                value: 1.0,
+                unit: "request",
+                tags: vec![Tag::s("domain", name)],
+                summary: false,
+            });
+        } else {
+            AGG.dns_req.add(1);
+        }
+    }
+    if events::on(events::DNS) {
+        let mut d = base_data();
+        d.insert("domain".into(), name.into());
+        events::emit(
+            events::DNS,
+            Event {
+                sourcetype: "dns",
+                source: "dns.req".into(),
+                channel: events::new_channel(),
+                data: d,
+                time: ts_to_events_time(),
+            },
+        );
+    }
+}
+
+/// `lseek` family.
+pub fn seek(fd: i32, ret: i64, op: &'static str) {
+    if own_fd(fd) || classify(fd) != Kind::File || !metrics::on(metrics::FS) {
+        return;
+    }
+    if ret < 0 {
+        let path = fdtable::get(fd)
+            .map(|s| s.info().path.clone())
+            .unwrap_or_default();
+        fs_error(op, 1, &path);
+        return;
+    }
+    if metrics::indiv(metrics::INDIV_SEEK) {
+        let path = fdtable::get(fd)
+            .map(|s| s.info().path.clone())
+            .unwrap_or_default();
+        metrics::individual(&Metric {
+            name: "fs.seek",
+            kind: MK::Counter,
+            value: 1.0,
+            unit: "operation",
+            tags: vec![
+                Tag::i("fd", i64::from(fd)),
+                Tag::s("op", op),
+                Tag::s("file", &path),
+            ],
+            summary: false,
+        });
+    } else {
+        AGG.fs_seek.add(1);
+    }
+}
+
+/// `stat` family on `path` (empty for fd-based calls).
+pub fn stat(path: &str, ret: i32, op: &'static str) {
+    if !metrics::on(metrics::FS) {
+        return;
+    }
+    if ret != 0 {
+        fs_error(op, 2, path);
+        return;
+    }
+    if metrics::indiv(metrics::INDIV_STAT) {
+        metrics::individual(&Metric {
+            name: "fs.stat",
+            kind: MK::Counter,
+            value: 1.0,
+            unit: "operation",
+            tags: vec![Tag::s("op", op), Tag::s("file", path)],
+            summary: false,
+        });
+    } else {
+        AGG.fs_stat.add(1);
+    }
+}
+
+/// `unlink` family succeeded: `fs.delete` event.
+pub fn unlink(path: &str, op: &'static str) {
+    if !events::on(events::FS) {
+        return;
+    }
+    let id = events::ident::ident();
+    let mut d = base_data();
+    d.insert("proc".into(), id.procname.clone().into());
+    d.insert("pid".into(), events::ident::pid().into());
+    d.insert("host".into(), id.host.clone().into());
+    d.insert("op".into(), op.into());
+    d.insert("file".into(), path.into());
+    d.insert("unit".into(), "operation".into());
+    events::emit(
+        events::FS,
+        Event {
+            sourcetype: "fs",
+            source: "fs.delete".into(),
+            channel: events::new_channel(),
+            data: d,
+            time: ts_to_events_time(),
+        },
+    );
+}
