@@ -14,6 +14,7 @@ pub mod crash;
 pub mod effect;
 pub mod load;
 pub mod model;
+pub mod render;
 pub mod settings;
 pub mod status;
 pub mod transport;
