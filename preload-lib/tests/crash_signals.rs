@@ -193,3 +193,28 @@ fn kill_sent_sigsegv_is_not_a_crash() {
     assert_eq!(status.signal(), Some(libc::SIGSEGV));
     assert!(!t.snap().join(pid.to_string()).exists());
 }
+
+#[test]
+fn two_threads_crashing_at_once_make_one_bundle_with_both_faults() {
+    let t = TestDir::new();
+    let prog = program(Opt::Debug);
+    let (status, pid) = run_scoped(
+        &prog,
+        &["twins".into()],
+        &t.snap(),
+        &[],
+        Duration::from_secs(60),
+    );
+    assert_eq!(status.signal(), Some(libc::SIGSEGV));
+    // One bundle: the second crash waited for the first capture and is folded into it.
+    let b = single_bundle(&t.snap().join(pid.to_string()));
+    let out = gdb(&prog, &b.file("core_"), &["thread apply all bt"]);
+    let at_fault = |f: &str| {
+        out.lines()
+            .any(|l| l.starts_with("#0 ") && l.contains(&format!(" {f} (")))
+    };
+    assert!(
+        at_fault("crash_null_deref") && at_fault("crash_second_thread"),
+        "both threads at their faulting instruction:\n{out}"
+    );
+}

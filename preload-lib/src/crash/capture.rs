@@ -162,9 +162,15 @@ pub(crate) extern "C" fn on_fatal(sig: c_int, info: *mut libc::siginfo_t, ucv: *
 
     // 3. One capture at a time.
     let tid = gettid();
+    let mut parked = false;
     loop {
         match CAPTURING.compare_exchange(0, tid, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => break,
+            Ok(_) => {
+                if parked {
+                    threads::unpark_fault(tid);
+                }
+                break;
+            }
             Err(t) if t == tid => {
                 // We crashed inside our own capture: die with the original signal.
                 let orig = ORIG_SIG.load(Ordering::Acquire);
@@ -176,6 +182,14 @@ pub(crate) extern "C" fn on_fatal(sig: c_int, info: *mut libc::siginfo_t, ucv: *
             Err(_) => {
                 // Another thread is capturing: wait. A crash capture ends with the
                 // process's death; a live snapshot releases us and we capture after it.
+                // Our registers at the fault go into that capture's core.
+                if !parked {
+                    // SAFETY: ucv from the kernel.
+                    let mut r = unsafe { threads::regs_from_uc(tid, ucv as *const _) };
+                    r.cursig = sig;
+                    threads::park_fault(r);
+                    parked = true;
+                }
                 let ts = libc::timespec {
                     tv_sec: 0,
                     tv_nsec: 1_000_000,

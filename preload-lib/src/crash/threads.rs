@@ -131,8 +131,12 @@ extern "C" fn on_collect(sig: c_int, info: *mut libc::siginfo_t, uc: *mut c_void
     if READY[i].load(Ordering::Acquire) || slots.is_null() {
         return;
     }
-    // SAFETY: uc from the kernel; slot i belongs to this thread.
-    unsafe { *slots.add(i) = regs_from_uc(tid, uc as *const libc::ucontext_t) };
+    // A thread waiting in the fatal handler contributes its registers at its own fault.
+    let regs = parked_fault(tid)
+        // SAFETY: uc from the kernel.
+        .unwrap_or_else(|| unsafe { regs_from_uc(tid, uc as *const libc::ucontext_t) });
+    // SAFETY: slot i belongs to this thread.
+    unsafe { *slots.add(i) = regs };
     READY[i].store(true, Ordering::Release);
     ARRIVED.fetch_add(1, Ordering::AcqRel);
     if tid == COLLECTOR.load(Ordering::Acquire) {
@@ -145,6 +149,69 @@ extern "C" fn on_collect(sig: c_int, info: *mut libc::siginfo_t, uc: *mut c_void
         waited += 10;
     }
     DEPARTED.fetch_add(1, Ordering::AcqRel);
+}
+
+// Threads that crashed while another capture was running park their fault registers
+// here, so the capture's core shows them at their fault (not in our waiting loop).
+const PARK_SLOTS: usize = 16;
+struct Parked {
+    tid: AtomicI32,
+    regs: std::cell::UnsafeCell<ThreadRegs>,
+}
+// SAFETY: a slot's regs are written only by the thread that won its tid CAS, before
+// publishing READY_PARK; read only after.
+unsafe impl Sync for Parked {}
+#[allow(clippy::declare_interior_mutable_const)]
+const PARK_EMPTY: Parked = Parked {
+    tid: AtomicI32::new(0),
+    regs: std::cell::UnsafeCell::new(ThreadRegs {
+        tid: 0,
+        regs: [0; crashdump::regs::NREGS],
+        fpregs: [0; crashdump::regs::FPREGS_LEN],
+        has_regs: false,
+        has_fpregs: false,
+        cursig: 0,
+        sighold: 0,
+    }),
+};
+static PARKED: [Parked; PARK_SLOTS] = [PARK_EMPTY; PARK_SLOTS];
+#[allow(clippy::declare_interior_mutable_const)]
+const PARK_NOT_READY: AtomicBool = AtomicBool::new(false);
+static PARK_READY: [AtomicBool; PARK_SLOTS] = [PARK_NOT_READY; PARK_SLOTS];
+
+/// Records the calling thread's fault registers while it waits for another capture.
+pub(crate) fn park_fault(r: ThreadRegs) {
+    for (i, p) in PARKED.iter().enumerate() {
+        if p.tid
+            .compare_exchange(0, r.tid, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            // SAFETY: we own slot i (won the CAS).
+            unsafe { *p.regs.get() = r };
+            PARK_READY[i].store(true, Ordering::Release);
+            return;
+        }
+    }
+}
+
+/// Frees the calling thread's parked slot (it now captures itself).
+pub(crate) fn unpark_fault(tid: i32) {
+    for (i, p) in PARKED.iter().enumerate() {
+        if p.tid.load(Ordering::Acquire) == tid {
+            PARK_READY[i].store(false, Ordering::Release);
+            p.tid.store(0, Ordering::Release);
+        }
+    }
+}
+
+fn parked_fault(tid: i32) -> Option<ThreadRegs> {
+    for (i, p) in PARKED.iter().enumerate() {
+        if p.tid.load(Ordering::Acquire) == tid && PARK_READY[i].load(Ordering::Acquire) {
+            // SAFETY: published by PARK_READY.
+            return Some(unsafe { *p.regs.get() });
+        }
+    }
+    None
 }
 
 /// Installs the collection handler once (normal context).

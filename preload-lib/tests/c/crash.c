@@ -56,6 +56,26 @@ static void *crashing_thread(void *arg) {
     return NULL;
 }
 
+static pthread_barrier_t both;
+
+__attribute__((noinline)) void crash_second_thread(void) {
+    *null_ptr = 7;
+}
+
+static void *twin_a(void *arg) {
+    (void)arg;
+    pthread_barrier_wait(&both);
+    crash_null_deref();
+    return NULL;
+}
+
+static void *twin_b(void *arg) {
+    (void)arg;
+    pthread_barrier_wait(&both);
+    crash_second_thread();
+    return NULL;
+}
+
 static sigjmp_buf jb;
 static volatile int recovered;
 static void on_segv(int sig) { (void)sig; recovered++; siglongjmp(jb, 1); }
@@ -74,6 +94,14 @@ int main(int argc, char **argv) {
         pthread_create(&b, NULL, spinner, NULL);
         pthread_create(&c, NULL, crashing_thread, NULL);
         pthread_join(c, NULL);
+    } else if (!strcmp(mode, "twins")) {
+        /* Two threads crash at the same moment: one bundle, both faults in its core. */
+        pthread_t a, b;
+        pthread_barrier_init(&both, NULL, 2);
+        pthread_create(&a, NULL, twin_a, NULL);
+        pthread_create(&b, NULL, twin_b, NULL);
+        pthread_join(a, NULL);
+        pthread_join(b, NULL);
     } else if (!strcmp(mode, "recover")) {
         /* Our own SIGSEGV handler recovers with siglongjmp: no bundle, exit 0. */
         signal(SIGSEGV, on_segv);
