@@ -33,7 +33,7 @@ cases=(
   "persistence-rwo|--set crashReports.persistence.accessModes={ReadWriteOnce} --set crashReports.persistence.storageClass=standard"
   "persistence-existing|--set crashReports.persistence.existingClaim=my-reports"
   "persistence-hostpath|--set crashReports.persistence.enabled=false"
-  "extras|--set serviceMonitor.enabled=true --set networkPolicy.enabled=true --set webhook.podAntiAffinity=hard --set webhook.matchConditions=never --set image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+  "extras|--set serviceMonitor.enabled=true --set networkPolicy.enabled=true --set networkPolicy.apiServerCIDRs={172.18.0.2/32} --set webhook.podAntiAffinity=hard --set webhook.matchConditions=never --set image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
   "minimal|--set agent.enabled=false --set controller.enabled=false --set webhook.enabled=false --set rbac.cliRoles=false --set rbac.aggregateToDefaultRoles=false"
 )
 

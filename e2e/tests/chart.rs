@@ -657,3 +657,94 @@ fn bad_values_fail_with_the_schema_message() {
         );
     }
 }
+
+/// The library's own loader (scope-config) reads the chart's default scope.yml.
+fn load_scope_yml(text: &str) -> scope_config::load::Loaded {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scope.yml");
+    std::fs::write(&path, text).unwrap();
+    let p = path.to_string_lossy().into_owned();
+    scope_config::load::load(&|n: &str| (n == "SCOPE_CONF_PATH").then(|| p.clone()))
+}
+
+#[test]
+fn default_scope_yml_loads_cleanly_in_the_library() {
+    let values = read_yaml(&chart_dir().join("values.yaml"));
+    let text = values["scopeYml"].as_str().expect("scopeYml is a string");
+    let loaded = load_scope_yml(text);
+    assert!(loaded.path.is_some(), "the file was not used");
+    assert!(
+        loaded.diagnostics.is_empty(),
+        "the chart's default scope.yml has problems: {:?}",
+        loaded.diagnostics
+    );
+    // the same loader does complain about a broken file, so the check above can fail
+    let broken =
+        load_scope_yml("metric:\n  enable: maybe\n  transport:\n    type: carrier-pigeon\n");
+    assert!(
+        !broken.diagnostics.is_empty(),
+        "a broken scope.yml gave no diagnostics"
+    );
+}
+
+#[test]
+fn optional_monitoring_and_network_policies() {
+    if helm().is_none() {
+        return;
+    }
+    // off by default: no ServiceMonitor, no NetworkPolicy, and no Service in front of the
+    // agents (the CLI goes through the pod proxy)
+    let objs = render(&[]);
+    assert!(kinds(&objs, "ServiceMonitor").is_empty() && kinds(&objs, "NetworkPolicy").is_empty());
+    assert!(
+        kinds(&objs, "Service")
+            .iter()
+            .all(|s| s["metadata"]["name"] != "appscope-agent")
+    );
+
+    let objs = render(&[
+        "--set",
+        "serviceMonitor.enabled=true",
+        "--set",
+        "networkPolicy.enabled=true",
+        "--set",
+        "networkPolicy.apiServerCIDRs={172.18.0.2/32}",
+    ]);
+    for c in ["agent", "controller", "webhook"] {
+        let name = format!("appscope-{c}");
+        let sm = find(&objs, "ServiceMonitor", &name);
+        let svc = find(&objs, "Service", &name);
+        // the ServiceMonitor selects its Service, and names one of its ports
+        let sel = sm["spec"]["selector"]["matchLabels"].as_object().unwrap();
+        for (k, v) in sel {
+            assert_eq!(
+                &svc["metadata"]["labels"][k.as_str()],
+                v,
+                "{name}: label {k}"
+            );
+        }
+        let port = sm["spec"]["endpoints"][0]["port"].as_str().unwrap();
+        assert!(
+            svc["spec"]["ports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == port)
+        );
+        let np = find(&objs, "NetworkPolicy", &name);
+        assert_eq!(np["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+        let from = &np["spec"]["ingress"][0]["from"];
+        if c == "controller" {
+            assert!(
+                from.is_null(),
+                "controller metrics open to any scraper by default"
+            );
+        } else {
+            assert_eq!(
+                from,
+                &json!([{"ipBlock": {"cidr": "172.18.0.2/32"}}]),
+                "{name}"
+            );
+        }
+    }
+}
