@@ -588,3 +588,127 @@ impl ConcatIndex for PointerBuf {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(v: Value) -> Pod {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn apply(p: &Pod, d: &Decision) -> Value {
+        let mut v = serde_json::to_value(p).unwrap();
+        json_patch::patch(&mut v, &d.patch).unwrap();
+        v
+    }
+
+    fn cfg() -> InjectConfig {
+        InjectConfig::new("img:1", Some("appscope-system"))
+    }
+
+    #[test]
+    fn ld_preload_already_naming_our_library_is_left_alone() {
+        let p = pod(
+            json!({"metadata": {"annotations": {ANN_SCOPE: "true"}}, "spec": {"containers": [
+            {"name": "a", "image": "x", "env": [{"name": "LD_PRELOAD", "value": "/x.so:/appscope/lib/libscope.so"}]}]}}),
+        );
+        let d = decide(&p, "ns", false, &cfg());
+        let v = apply(&p, &d);
+        let env = v["spec"]["containers"][0]["env"].as_array().unwrap();
+        assert_eq!(env.iter().filter(|e| e["name"] == "LD_PRELOAD").count(), 1);
+        assert_eq!(env[0]["value"], "/x.so:/appscope/lib/libscope.so");
+    }
+
+    #[test]
+    fn container_mounting_our_path_is_skipped_others_injected() {
+        let p = pod(
+            json!({"metadata": {"annotations": {ANN_SCOPE: "true"}}, "spec": {
+            "volumes": [{"name": "mine", "emptyDir": {}}],
+            "containers": [
+                {"name": "a", "image": "x", "volumeMounts": [{"name": "mine", "mountPath": "/appscope/"}]},
+                {"name": "b", "image": "x"}]}}),
+        );
+        let d = decide(&p, "ns", false, &cfg());
+        assert_eq!(
+            d.outcome,
+            Outcome::Injected {
+                containers: vec!["b".into()]
+            }
+        );
+        assert!(
+            d.warnings
+                .iter()
+                .any(|w| w.contains("\"a\" already mounts /appscope/")),
+            "{:?}",
+            d.warnings
+        );
+        let v = apply(&p, &d);
+        assert_eq!(
+            v["spec"]["containers"][0],
+            serde_json::to_value(&p.spec.as_ref().unwrap().containers[0]).unwrap()
+        );
+    }
+
+    #[test]
+    fn extra_excluded_namespace_and_operator_namespace() {
+        let p = pod(
+            json!({"metadata": {"annotations": {ANN_SCOPE: "true"}}, "spec": {"containers": [{"name": "a"}]}}),
+        );
+        let mut c = cfg();
+        c.excluded_namespaces.push("batch".into());
+        for ns in ["kube-system", "appscope-system", "batch"] {
+            let d = decide(&p, ns, true, &c);
+            assert_eq!(
+                d.outcome,
+                Outcome::Skipped(SkipReason::ExcludedNamespace),
+                "{ns}"
+            );
+            assert!(d.patch.0.is_empty());
+        }
+        // Namespace-enabled pods without the annotation in an excluded namespace: silent.
+        let quiet = pod(json!({"spec": {"containers": [{"name": "a"}]}}));
+        assert!(decide(&quiet, "kube-system", true, &c).warnings.is_empty());
+    }
+
+    #[test]
+    fn containers_annotation_edge_cases() {
+        let p = pod(
+            json!({"metadata": {"annotations": {ANN_SCOPE: "true", ANN_CONTAINERS: " , "}}, "spec": {
+            "initContainers": [{"name": "migrate", "image": "x"}],
+            "containers": [{"name": "a"}, {"name": "istio-proxy"}]}}),
+        );
+        let d = decide(&p, "ns", false, &cfg());
+        assert_eq!(
+            d.outcome,
+            Outcome::Injected {
+                containers: vec!["a".into()]
+            }
+        );
+        assert!(d.warnings.iter().any(|w| w.contains("is empty")));
+
+        let p = pod(
+            json!({"metadata": {"annotations": {ANN_SCOPE: "true", ANN_CONTAINERS: "migrate"}}, "spec": {
+            "initContainers": [{"name": "migrate", "image": "x"}],
+            "containers": [{"name": "a"}]}}),
+        );
+        let d = decide(&p, "ns", false, &cfg());
+        assert_eq!(d.outcome, Outcome::Skipped(SkipReason::NoContainers));
+        assert!(
+            d.warnings.iter().any(|w| w.contains("runs to completion")),
+            "{:?}",
+            d.warnings
+        );
+    }
+
+    #[test]
+    fn init_container_pull_policy_and_user_from_settings() {
+        let mut c = cfg();
+        c.init_image_pull_policy = Some("Always".into());
+        c.init_run_as_user = 4242;
+        let i = init_container(&c);
+        assert_eq!(i["imagePullPolicy"], "Always");
+        assert_eq!(i["securityContext"]["runAsUser"], 4242);
+        assert!(init_container(&cfg()).get("imagePullPolicy").is_none());
+    }
+}
