@@ -95,14 +95,51 @@ pub(crate) fn after_fork_child() {
     REPORTER.store(r, Ordering::Release);
 }
 
-/// Starts the background thread. False when the thread cannot be created.
+/// Fault signals stay deliverable on our thread (a fault there must be reported as one).
+const SYNC_SIGNALS: [libc::c_int; 7] = [
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGILL,
+    libc::SIGFPE,
+    libc::SIGABRT,
+    libc::SIGTRAP,
+    libc::SIGSYS,
+];
+
+/// The mask of the background thread: every signal blocked except the fault signals, so
+/// the application's signals (SIGCHLD, SIGQUIT, SIGTERM, SIGALRM...) are never delivered
+/// to our thread. Programs that block signals and wait in `sigsuspend`/`sigwait` (nginx's
+/// master) depend on that.
+fn thread_mask() -> libc::sigset_t {
+    // SAFETY: sigset manipulation on a local value.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        for s in SYNC_SIGNALS {
+            libc::sigdelset(&mut set, s);
+        }
+        set
+    }
+}
+
+/// Starts the background thread. False when the thread cannot be created. The thread is
+/// created with the application's signals blocked (it inherits the mask in effect here).
 pub(crate) fn spawn() -> bool {
     reporter();
-    std::thread::Builder::new()
+    let mask = thread_mask();
+    // SAFETY: pthread_sigmask with valid sets; the old mask is restored right after.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    let masked = unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &mask, &mut old) } == 0;
+    let ok = std::thread::Builder::new()
         .name("libscope".into())
         .stack_size(STACK)
         .spawn(run)
-        .is_ok()
+        .is_ok();
+    if masked {
+        // SAFETY: restoring the caller's mask.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    }
+    ok
 }
 
 /// RFC 3339 UTC now.
@@ -115,6 +152,9 @@ fn period_of(cfg: &Config) -> Duration {
 }
 
 fn run() {
+    let mask = thread_mask();
+    // SAFETY: setting this thread's own mask (already inherited; this makes it certain).
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &mask, std::ptr::null_mut()) };
     super::mark_thread_internal();
     transport::set_worker(std::thread::current());
     let _ = catch_unwind(AssertUnwindSafe(|| {
