@@ -41,6 +41,10 @@ pub struct AgentArgs {
     /// Extra snapshot directory to watch (`<dir>/<pid>/...`), repeatable.
     #[arg(long = "watch", value_name = "DIR")]
     pub watch: Vec<PathBuf>,
+    /// Collect only from the --watch dirs (not /tmp/appscope, the `scope run` history
+    /// dirs, or the dirs of live scoped processes).
+    #[arg(long)]
+    pub only_watch: bool,
     /// Do one collector pass and exit (no HTTP server).
     #[arg(long)]
     pub once: bool,

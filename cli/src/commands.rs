@@ -322,22 +322,19 @@ pub fn default_store() -> PathBuf {
     crate::scope_home().join("store")
 }
 
-/// Reports in the store plus complete bundles not collected yet (read in place from
-/// the history dirs and the default snapshot dir), newest first.
+/// Reports in the store plus complete bundles not collected yet, read in place from
+/// this user's `scope run` history dirs; newest first.
 pub fn all_reports(store_dir: &Path) -> Vec<StoredReport> {
     let mut out = if store_dir.is_dir() {
         Store::open(store_dir).map(|s| s.list()).unwrap_or_default()
     } else {
         Vec::new()
     };
-    let mut sources = Sources::local_defaults();
-    sources
-        .history_dirs
-        .insert(0, crate::scope_home().join("history"));
-    sources.history_dirs.dedup();
-    let mut dirs = sources.expand();
-    dirs.sort();
-    dirs.dedup();
+    let sources = Sources {
+        history_dirs: vec![crate::scope_home().join("history")],
+        ..Default::default()
+    };
+    let dirs = sources.expand();
     for dir in dirs {
         for b in node_agent::bundle::scan_snapshot_dir(&dir) {
             let crash = b.crash_json();

@@ -141,6 +141,9 @@ pub fn scope_env(
             .clone()
             .unwrap_or_else(|| format!("file://{}", dir.join("events.json").display())),
     ));
+    // AppScope enables the Cribl (edge) transport by default, which would override the
+    // event and metric destinations; `scope run` sends them where it says.
+    v.push(("SCOPE_CRIBL_ENABLE".into(), "false".into()));
     if a.backtrace {
         v.push(("SCOPE_SNAPSHOT_BACKTRACE".into(), "true".into()));
     }

@@ -39,6 +39,8 @@ pub struct Sources {
     pub snapshot_dirs: Vec<PathBuf>,
     /// Dirs whose children each hold a `crash/` snapshot dir (`~/.scope/history`).
     pub history_dirs: Vec<PathBuf>,
+    /// Also watch the snapshot dir of every scoped process found in /proc.
+    pub scan_processes: bool,
 }
 
 impl Sources {
@@ -57,6 +59,7 @@ impl Sources {
         Sources {
             snapshot_dirs: vec![PathBuf::from(procs::DEFAULT_SNAPSHOT_DIR)],
             history_dirs: history,
+            scan_processes: true,
         }
     }
 
@@ -145,7 +148,12 @@ impl Collector {
     pub fn scan_once(&mut self) -> ScanStats {
         let mut stats = ScanStats::default();
         let before = self.known.clone();
-        for p in procs::list_processes(false) {
+        let live = if self.sources.scan_processes {
+            procs::list_processes(false)
+        } else {
+            Vec::new()
+        };
+        for p in live {
             stats.scoped_processes += 1;
             let Ok(env) = procs::scope_env(p.pid) else {
                 continue;
@@ -278,6 +286,7 @@ mod tests {
         let sources = Sources {
             snapshot_dirs: vec![],
             history_dirs: vec![home.path().join("history")],
+            scan_processes: false,
         };
         let mut c = Collector::local(
             Store::open(store_dir.path()).unwrap(),

@@ -155,6 +155,14 @@ impl CrashReport {
 /// Time of a bundle: the crash JSON's `time`/`timestamp` (RFC 3339 or epoch seconds),
 /// else the `done_` marker's mtime.
 pub fn bundle_time(b: &Bundle, crash: &Value) -> DateTime<Utc> {
+    if let Some(t) = crash
+        .get("ts")
+        .and_then(|v| v.as_str())
+        .and_then(|s| s.parse::<f64>().ok())
+        .and_then(|f| DateTime::from_timestamp(f.trunc() as i64, (f.fract() * 1e9) as u32))
+    {
+        return t;
+    }
     for k in ["time", "timestamp", "at"] {
         match crash.get(k) {
             Some(Value::String(s)) => {
@@ -190,6 +198,13 @@ fn frames_to_top(frames: &[Frame]) -> Vec<String> {
             || s == "raise"
             || s.starts_with("__pthread_kill")
             || s.starts_with("pthread_kill")
+            // Standard-library helpers (`core::ptr::write_volatile`...): the user's
+            // function is more useful as the top frame.
+            || s.starts_with("core::")
+            || s.starts_with("std::")
+            || s.starts_with("alloc::")
+            || s.starts_with("<core::")
+            || s.starts_with("<std::")
     };
     let first = frames.iter().position(|f| !skip(f)).unwrap_or(0);
     frames
@@ -210,6 +225,11 @@ pub fn build_report(b: &Bundle, origin: &Origin, ctx: &ProcContext) -> CrashRepo
         frames = bundle::frames_from_backtrace_text(&bt);
     }
     crate::symbols::symbolize_frames(&mut frames);
+    for f in &mut frames {
+        if let Some(sym) = &f.symbol {
+            f.symbol = Some(crate::symbols::demangle(sym));
+        }
+    }
     let signal = bundle::signal_from_crash_json(&crash);
     let time = bundle_time(b, &crash);
     let procname = if !ctx.procname.is_empty() {
@@ -233,6 +253,11 @@ pub fn build_report(b: &Bundle, origin: &Origin, ctx: &ProcContext) -> CrashRepo
         }
     } else {
         ctx.cmdline.clone()
+    };
+    // comm is cut at 15 bytes: prefer the command's file name when it extends it.
+    let procname = match cmdline.first().and_then(|c| c.rsplit('/').next()) {
+        Some(base) if procname.len() >= 15 && base.starts_with(&procname) => base.to_string(),
+        _ => procname,
     };
     let files = b
         .files
