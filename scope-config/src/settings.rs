@@ -692,7 +692,10 @@ pub fn render_env_vars_md() -> String {
             cell(sp.default),
             origin,
             kind,
-            sp.doc.replace('|', "\\|"),
+            sp.doc
+                .replace('|', "\\|")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;"),
         ));
     }
     out
