@@ -19,6 +19,13 @@
 //! - `metrics::flush_period()`: called by the reporter thread once per summary period; it
 //!   formats the period's aggregates and sends them with `transport::send_metric`.
 //! - `interpose::init()`: called once by the runtime after the config is loaded.
+//! - `runtime::is_internal()` / `runtime::internal()`: re-entry guard; the library's own
+//!   threads are always internal. `runtime::is_active()`: false before init and when init
+//!   failed (pass-through).
+//! - `transport::is_own_fd(fd)` / `transport::relocate_own_fd(fd)`: the library's own
+//!   descriptors; call `relocate_own_fd` before the application's close/dup2/dup3 replaces
+//!   one of them. `close_range`/`closefrom` are interposed in `transport::fds`.
+//! - `metrics::reset_after_fork()`: called in a forked child (with `on_config` hooks after).
 
 pub mod crash;
 pub mod events;

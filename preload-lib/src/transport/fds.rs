@@ -328,6 +328,44 @@ mod tests {
     }
 
     #[test]
+    fn adopt_moves_high_and_relocation_frees_the_number() {
+        let mut sv = [0; 2];
+        // SAFETY: plain syscalls on descriptors this test owns.
+        unsafe {
+            assert_eq!(
+                libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, sv.as_mut_ptr()),
+                0
+            );
+            let id = adopt(sv[0]).expect("slot");
+            let fd = current(id);
+            assert!(fd >= high_base(), "moved high: {fd}");
+            assert!(is_own_fd(fd));
+            assert!(!is_own_fd(sv[0]) || sv[0] == fd);
+            assert_ne!(
+                libc::fcntl(fd, libc::F_GETFD) & libc::FD_CLOEXEC,
+                0,
+                "close-on-exec"
+            );
+            // The application wants `fd`: we move away, then it may close/replace it.
+            assert!(relocate_own_fd(fd));
+            let nfd = current(id);
+            assert_ne!(nfd, fd);
+            assert!(!is_own_fd(fd));
+            assert!(is_own_fd(nfd));
+            libc::close(fd);
+            let n = with_fd(id, |f| libc::write(f, b"x".as_ptr().cast(), 1)).unwrap();
+            assert_eq!(n, 1, "our socket survived the application's close");
+            let mut b = [0u8; 1];
+            assert_eq!(libc::read(sv[1], b.as_mut_ptr().cast(), 1), 1);
+            assert_eq!(&b, b"x");
+            release(id);
+            assert!(!is_own_fd(nfd));
+            assert!(!relocate_own_fd(nfd));
+            libc::close(sv[1]);
+        }
+    }
+
+    #[test]
     fn high_base_is_sane() {
         let b = high_base();
         assert!((3..=960).contains(&b), "{b}");
