@@ -4,6 +4,7 @@
 #   (events+metrics, metrics only), RSS added (sleep), nginx worker RSS under load.
 # Writes bench/results/preload.md. Not a test: takes a few minutes. Loopback only.
 # Knobs: ROUNDS (default 5), STARTS (default 300), WRK_SECS (default 5), LIB (prebuilt .so).
+# Needs nginx, wrk, curl, bc and /usr/bin/python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-5}

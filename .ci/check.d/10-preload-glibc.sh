@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 target=x86_64-unknown-linux-gnu
 cargo zigbuild -q -p preload-lib --release --target "$target.2.17"
-so="target/$target/release/libscope.so"
+so="${CARGO_TARGET_DIR:-target}/$target/release/libscope.so"
 test -f "$so"
 versions=$(objdump -T "$so" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -uV)
 max=$(printf '%s\n' $versions | tail -1)
@@ -16,9 +16,9 @@ if [ "$(printf '%s\n%s\n' "$max" 2.17 | sort -V | tail -1)" != "2.17" ]; then
   objdump -T "$so" | grep "GLIBC_$max" >&2
   exit 1
 fi
-out=$(/usr/bin/python3 -c "import ctypes; ctypes.CDLL('$PWD/$so'); print('dlopen ok')")
+out=$(/usr/bin/python3 -c "import ctypes; ctypes.CDLL('$(realpath "$so")'); print('dlopen ok')")
 [ "$out" = "dlopen ok" ] || { echo "FAIL: dlopen into python3: $out" >&2; exit 1; }
-out=$(env LD_PRELOAD="$PWD/$so" SCOPE_CRIBL_ENABLE=false SCOPE_METRIC_ENABLE=false \
+out=$(env LD_PRELOAD="$(realpath "$so")" SCOPE_CRIBL_ENABLE=false SCOPE_METRIC_ENABLE=false \
       SCOPE_EVENT_ENABLE=false SCOPE_LOG_LEVEL=none /usr/bin/python3 -c 'print(6*7)')
 [ "$out" = "42" ] || { echo "FAIL: python3 under LD_PRELOAD printed: $out" >&2; exit 1; }
 echo "OK: highest GLIBC version $max <= 2.17; loads into /usr/bin/python3"

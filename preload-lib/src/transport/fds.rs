@@ -261,6 +261,14 @@ unsafe fn real_close_range(lo: c_uint, hi: c_uint, flags: c_int) -> c_int {
 /// Same contract as libc's `close_range`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int {
+    // Panic-free by construction; the guard keeps any bug from unwinding into C.
+    match std::panic::catch_unwind(|| unsafe { close_range_skipping_own(first, last, flags) }) {
+        Ok(r) => r,
+        Err(_) => unsafe { real_close_range(first, last, flags) },
+    }
+}
+
+unsafe fn close_range_skipping_own(first: c_uint, last: c_uint, flags: c_int) -> c_int {
     if first > last {
         // Let the real call report EINVAL.
         return unsafe { real_close_range(first, last, flags) };
@@ -286,6 +294,10 @@ pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) 
 /// Same contract as libc's `closefrom`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn closefrom(lowfd: c_int) {
+    let _ = std::panic::catch_unwind(|| unsafe { closefrom_skipping_own(lowfd) });
+}
+
+unsafe fn closefrom_skipping_own(lowfd: c_int) {
     let lo = lowfd.max(0) as c_uint;
     let (own, n) = own_in_range(lo, c_uint::MAX);
     if n == 0 {
