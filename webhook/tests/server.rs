@@ -690,3 +690,78 @@ fn send_signal(pid: u32, sig: &str) {
         .unwrap();
     assert!(st.success());
 }
+
+#[test]
+fn settings_from_env_as_the_chart_sets_them() {
+    // The chart passes most settings as APPSCOPE_* env (charts/appscope/templates/webhook-deployment.yaml).
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki("env-test");
+    write_secret_dir(dir.path(), &pki, 1);
+    let bin = testkit::bin_path("appscope-webhook", "appscope-webhook");
+    let mut child = std::process::Command::new(bin)
+        .env("APPSCOPE_LISTEN", "127.0.0.1:0")
+        .env("APPSCOPE_CERTS", "files")
+        .env("APPSCOPE_TLS_CERT", dir.path().join("tls.crt"))
+        .env("APPSCOPE_TLS_KEY", dir.path().join("tls.key"))
+        .env("APPSCOPE_INIT_IMAGE", "registry.example.com/appscope:9.9")
+        .env("APPSCOPE_INIT_IMAGE_PULL_POLICY", "IfNotPresent")
+        .env("APPSCOPE_VOLUME_SIZE_LIMIT", "1Gi")
+        .env("APPSCOPE_EXCLUDE_NAMESPACES", "kube-system,batch")
+        .env("APPSCOPE_SERVICE_NAME", "rel-appscope-webhook")
+        .env("APPSCOPE_WEBHOOK_CONFIG_NAME", "rel-appscope-webhook")
+        .env("APPSCOPE_SECRET_NAME", "rel-appscope-webhook-tls")
+        .env("APPSCOPE_LEASE_NAME", "rel-appscope-webhook-certs")
+        .env("APPSCOPE_POD_NAME", "rel-appscope-webhook-abc")
+        .env("APPSCOPE_NAMESPACE", "appscope")
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    // Keep draining stderr for the whole run (a closed pipe would break the server's logging).
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<Value>(&line)
+                && let Some(l) = v["listen"].as_str()
+            {
+                let _ = tx.send(l.parse::<std::net::SocketAddr>().unwrap());
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(60)).ok();
+    let addr = addr.expect("started with env settings");
+    let client = client_config(&[&pki.ca_pem]);
+    let f = load_fixtures()
+        .into_iter()
+        .find(|f| f.name.starts_with("01-"))
+        .unwrap();
+    let v = post(
+        addr,
+        &client,
+        "/mutate",
+        &serde_json::to_vec(&f.review).unwrap(),
+    )
+    .json();
+    let mut pod = f.review["request"]["object"].clone();
+    json_patch::patch(&mut pod, &patch_of(&v).unwrap()).unwrap();
+    let init = &pod["spec"]["initContainers"][0];
+    assert_eq!(init["image"], "registry.example.com/appscope:9.9");
+    assert_eq!(init["imagePullPolicy"], "IfNotPresent");
+    let vols = pod["spec"]["volumes"].as_array().unwrap();
+    assert!(
+        vols.iter()
+            .any(|v| v["name"] == "appscope" && v["emptyDir"]["sizeLimit"] == "1Gi")
+    );
+    // "batch" is excluded through the env list, the release namespace through APPSCOPE_NAMESPACE.
+    for ns in ["batch", "appscope"] {
+        let mut r = f.review.clone();
+        r["request"]["namespace"] = json!(ns);
+        let v = post(addr, &client, "/mutate", &serde_json::to_vec(&r).unwrap()).json();
+        assert!(patch_of(&v).is_none(), "{ns} is excluded");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
