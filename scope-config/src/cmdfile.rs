@@ -163,6 +163,7 @@ impl CommandFile {
             }
         }
         res.rejected.sort_by_key(|r| r.line);
+        cfg.explicit_dest_overrides_cribl(res.applied.iter().map(String::as_str));
         cfg.apply_cribl_forcing();
         res
     }

@@ -184,6 +184,12 @@ pub fn load_with(input: &LoadInput<'_>) -> Loaded {
             }
         }
     }
+    let given: Vec<&str> = ALL
+        .iter()
+        .map(|sp| sp.name)
+        .filter(|n| env(n).is_some_and(|v| !v.is_empty()))
+        .collect();
+    config.explicit_dest_overrides_cribl(given);
     config.apply_cribl_forcing();
     Loaded {
         config,

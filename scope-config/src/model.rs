@@ -598,6 +598,34 @@ impl Default for Config {
 }
 
 impl Config {
+    /// An explicit destination wins over the cribl default.
+    ///
+    /// AppScope 1.4's stock config enables `cribl` (transport `edge`), which
+    /// silently routes metrics and events away from `SCOPE_EVENT_DEST` /
+    /// `SCOPE_METRIC_DEST`. A user who names a destination means it: when the
+    /// settings given together (the process env, or one command file) include
+    /// `SCOPE_EVENT_DEST` or `SCOPE_METRIC_DEST` and none of `SCOPE_CRIBL_ENABLE`,
+    /// `SCOPE_CRIBL` or `SCOPE_CRIBL_CLOUD`, cribl is turned off. Setting a cribl
+    /// variable alongside keeps AppScope's behaviour. Returns whether it changed.
+    pub fn explicit_dest_overrides_cribl<'a>(
+        &mut self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> bool {
+        let (mut dest, mut cribl) = (false, false);
+        for n in names {
+            match n {
+                "SCOPE_EVENT_DEST" | "SCOPE_METRIC_DEST" => dest = true,
+                "SCOPE_CRIBL_ENABLE" | "SCOPE_CRIBL" | "SCOPE_CRIBL_CLOUD" => cribl = true,
+                _ => {}
+            }
+        }
+        if dest && !cribl && self.cribl.enable {
+            self.cribl.enable = false;
+            return true;
+        }
+        false
+    }
+
     /// AppScope's `cribl` forcing: when `cribl > enable` is true, metrics and
     /// events are forced on, metrics to ndjson, log level to warning and
     /// configevent to true (both then go over the cribl transport; see

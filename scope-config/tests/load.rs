@@ -326,3 +326,56 @@ fn custom_entries_apply_between_file_and_env() {
     let l = run(&[("SCOPE_METRIC_VERBOSITY", "9")], Some(&id));
     assert_eq!(l.config.metric.format.verbosity, 9, "env wins over custom");
 }
+
+fn vars_with(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut v = vec![
+        (
+            "SCOPE_CONF_PATH".to_string(),
+            "/nonexistent/scope.yml".to_string(),
+        ),
+        ("HOME".to_string(), "/nonexistent".to_string()),
+    ];
+    v.extend(extra.iter().map(|(k, x)| (k.to_string(), x.to_string())));
+    v
+}
+
+#[test]
+fn explicit_destination_in_env_wins_over_cribl_default() {
+    // The issue's own example: only destinations are given. They must be used.
+    let l = load_vars(&vars_with(&[
+        ("SCOPE_EVENT_DEST", "tcp://127.0.0.1:9109"),
+        ("SCOPE_METRIC_DEST", "udp://127.0.0.1:8125"),
+    ]));
+    assert!(!l.config.cribl.enable);
+    assert_eq!(l.config.event_transport().url(), "tcp://127.0.0.1:9109");
+    assert_eq!(l.config.metric_transport().url(), "udp://127.0.0.1:8125");
+    // Metrics keep their own format (statsd): cribl forcing did not apply.
+    assert_eq!(
+        l.config.metric.format.kind,
+        Config::default().metric.format.kind
+    );
+
+    // Naming cribl alongside keeps AppScope's behaviour: cribl carries both.
+    let l = load_vars(&vars_with(&[
+        ("SCOPE_EVENT_DEST", "tcp://127.0.0.1:9109"),
+        ("SCOPE_CRIBL_ENABLE", "true"),
+    ]));
+    assert!(l.config.cribl.enable);
+    assert_eq!(l.config.event_transport(), &l.config.cribl.transport);
+
+    // No destination given: the stock default (cribl on) stands.
+    let l = load_vars(&vars_with(&[("SCOPE_METRIC_VERBOSITY", "3")]));
+    assert_eq!(l.config.cribl.enable, Config::default().cribl.enable);
+}
+
+#[test]
+fn explicit_destination_in_command_file_wins_over_cribl() {
+    let mut l = load_vars(&vars_with(&[]));
+    scope_config::cmdfile::parse(b"SCOPE_EVENT_DEST=unix:///tmp/ev.sock\n").apply(&mut l.config);
+    assert!(!l.config.cribl.enable);
+    assert_eq!(l.config.event_transport().url(), "unix:///tmp/ev.sock");
+    // A later file can turn cribl back on explicitly.
+    scope_config::cmdfile::parse(b"SCOPE_CRIBL_ENABLE=true\nSCOPE_EVENT_DEST=tcp://h:1\n")
+        .apply(&mut l.config);
+    assert!(l.config.cribl.enable);
+}
