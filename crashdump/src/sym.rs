@@ -184,3 +184,140 @@ pub fn symbolize_fd(
     }
     Some(info)
 }
+
+/// Writes the readable form of a Rust legacy-mangled symbol (`_ZN...E`) into `out`
+/// (`scope::crash::signals::thread_trampoline`, hash dropped). Returns the length, or
+/// `None` when `name` is not such a symbol (print it as is). No allocation.
+pub fn demangle_rust(name: &[u8], out: &mut [u8]) -> Option<usize> {
+    let mut s = name.strip_prefix(b"_ZN")?;
+    let mut n = 0usize;
+    let mut first = true;
+    let push = |out: &mut [u8], n: &mut usize, b: &[u8]| {
+        let k = b.len().min(out.len().saturating_sub(*n));
+        out[*n..*n + k].copy_from_slice(&b[..k]);
+        *n += k;
+    };
+    loop {
+        if s.first() == Some(&b'E') {
+            return if first { None } else { Some(n) };
+        }
+        let digits = s.iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return None;
+        }
+        let len: usize = core::str::from_utf8(&s[..digits]).ok()?.parse().ok()?;
+        s = &s[digits..];
+        if s.len() < len {
+            return None;
+        }
+        let ident = &s[..len];
+        s = &s[len..];
+        // The trailing hash element `h` + 16 hex digits.
+        let is_hash = s.first() == Some(&b'E')
+            && len == 17
+            && ident[0] == b'h'
+            && ident[1..].iter().all(|c| c.is_ascii_hexdigit());
+        if is_hash {
+            continue;
+        }
+        if !first {
+            push(out, &mut n, b"::");
+        }
+        first = false;
+        let mut i = if ident.starts_with(b"_$") { 1 } else { 0 };
+        while i < ident.len() {
+            let rest = &ident[i..];
+            if rest.starts_with(b"..") {
+                push(out, &mut n, b"::");
+                i += 2;
+            } else if rest[0] == b'$' {
+                let Some(end) = rest[1..].iter().position(|&c| c == b'$') else {
+                    push(out, &mut n, &rest[..1]);
+                    i += 1;
+                    continue;
+                };
+                let code = &rest[1..1 + end];
+                let rep: &[u8] = match code {
+                    b"SP" => b"@",
+                    b"BP" => b"*",
+                    b"RF" => b"&",
+                    b"LT" => b"<",
+                    b"GT" => b">",
+                    b"LP" => b"(",
+                    b"RP" => b")",
+                    b"C" => b",",
+                    b"u7e" => b"~",
+                    b"u20" => b" ",
+                    b"u27" => b"'",
+                    b"u5b" => b"[",
+                    b"u5d" => b"]",
+                    b"u7b" => b"{",
+                    b"u7d" => b"}",
+                    b"u3b" => b";",
+                    b"u2b" => b"+",
+                    b"u22" => b"\"",
+                    _ => code,
+                };
+                push(out, &mut n, rep);
+                i += end + 2;
+            } else {
+                push(out, &mut n, &rest[..1]);
+                i += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Option<String> {
+        let mut out = [0u8; 256];
+        demangle_rust(s.as_bytes(), &mut out)
+            .map(|n| String::from_utf8_lossy(&out[..n]).into_owned())
+    }
+
+    #[test]
+    fn demangles_legacy_rust_symbols() {
+        assert_eq!(
+            d("_ZN5scope5crash7signals17thread_trampoline17heed705c2eabdee95E").as_deref(),
+            Some("scope::crash::signals::thread_trampoline")
+        );
+        assert_eq!(
+            d("_ZN4core3ptr85drop_in_place$LT$std..rt..lang_start$LT$$LP$$RP$$GT$..$u7b$$u7b$closure$u7d$$u7d$$GT$17h0123456789abcdefE").as_deref(),
+            Some("core::ptr::drop_in_place<std::rt::lang_start<()>::{{closure}}>")
+        );
+        assert_eq!(d("main"), None);
+        assert_eq!(d("_ZN3fooE").as_deref(), Some("foo"));
+        assert_eq!(d("_ZNK3Foo3barEv"), None);
+    }
+
+    #[test]
+    fn symbolizes_own_function() {
+        // This test binary has a .symtab: find this very function from its file offset.
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        let mut path = exe.to_str().unwrap().as_bytes().to_vec();
+        path.push(0);
+        let mut e = vec![crate::Mapping::default(); 4096];
+        let mut n = vec![0u8; 1 << 20];
+        let mut scratch = vec![0u8; 1 << 16];
+        let mut m = crate::Maps::new(&mut e, &mut n);
+        m.read_pid(0, false, &mut scratch).unwrap();
+        let addr = symbolizes_own_function as *const () as usize as u64;
+        let map = *m.find(addr).unwrap();
+        let mut name = [0u8; 512];
+        let si = symbolize(
+            &path,
+            addr - map.start + map.offset,
+            &mut scratch,
+            &mut name,
+        )
+        .unwrap();
+        let mut out = [0u8; 512];
+        let n = demangle_rust(&name[..si.name_len], &mut out).unwrap();
+        let s = std::str::from_utf8(&out[..n]).unwrap();
+        assert!(s.ends_with("symbolizes_own_function"), "{s}");
+        assert_eq!(si.offset, 0);
+    }
+}

@@ -122,7 +122,10 @@ fn crash_in_a_thread_while_others_run() {
     );
     let core = rep.core.as_ref().expect("core info");
     assert!(core.threads >= 4, "{core:?}");
-    assert_eq!(core.threads_without_registers, 0, "{core:?}");
+    // The application's threads all answer the register collection. Only the library's
+    // own background thread may lack registers: it blocks every asynchronous signal and
+    // is not in a syscall when it is busy.
+    assert!(core.threads_without_registers <= 1, "{core:?}");
     let bt = b.read("backtrace_");
     assert!(
         bt.contains("crash_null_deref") && bt.contains("crashing_thread"),

@@ -224,6 +224,13 @@ fn describe(maps: &Maps<'_>, addr: u64, call_site: bool, work: &mut Buf) -> Fram
             fi.vaddr = si.vaddr + delta;
             fi.sym_len = si.name_len;
             fi.sym_off = si.offset + delta;
+            // Rust symbols readable (`scope::crash::...`), hash dropped.
+            let mut tmp = [0u8; 1024];
+            if let Some(n) = crashdump::sym::demangle_rust(&work.symname[..fi.sym_len], &mut tmp) {
+                let n = n.min(work.symname.len());
+                work.symname[..n].copy_from_slice(&tmp[..n]);
+                fi.sym_len = n;
+            }
         }
         None => fi.vaddr = addr - maps.module_base(m),
     }

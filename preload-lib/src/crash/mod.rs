@@ -152,6 +152,13 @@ pub fn snapshot_now() -> Result<String, String> {
     capture::snapshot(p)
 }
 
+/// The real-time signal (`SIGRTMAX-2`) crash capture sends to each thread to read its
+/// registers for the core. Library threads that block all signals should leave this one
+/// unblocked (`sigdelset`), else they appear in cores with only `rsp`/`rip`.
+pub fn collect_signal() -> i32 {
+    threads::collect_signal()
+}
+
 /// Whether fatal-signal handlers are currently installed (for tests and status).
 pub fn handlers_installed() -> bool {
     signals::installed()

@@ -284,6 +284,41 @@ fn list_tids(out: &mut [i32], scratch: &mut [u8]) -> usize {
     n
 }
 
+/// Whether `sig` is in the thread's blocked mask (`SigBlk:` of its status file).
+fn signal_blocked(tid: i32, sig: c_int, scratch: &mut [u8]) -> bool {
+    let mut p = crashdump::fmt::FixedBuf::<64>::new();
+    use std::fmt::Write;
+    let _ = write!(p, "/proc/self/task/{tid}/status\0");
+    let Ok(n) = crashdump::sys::read_file(p.as_bytes(), scratch) else {
+        return false;
+    };
+    let text = &scratch[..n];
+    let Some(at) = text.windows(7).position(|w| w == b"SigBlk:") else {
+        return false;
+    };
+    let mut mask = 0u64;
+    for &c in text[at + 7..]
+        .iter()
+        .skip_while(|c| **c == b' ' || **c == b'\t')
+    {
+        match (c as char).to_digit(16) {
+            Some(d) => mask = (mask << 4) | d as u64,
+            None => break,
+        }
+    }
+    sig >= 1 && sig <= 64 && mask & (1u64 << (sig - 1)) != 0
+}
+
+/// The real-time signal used to collect the other threads' registers. Threads that
+/// block it (a background thread with every signal blocked) can only be given
+/// `rsp`/`rip` from `/proc`: keep it unblocked in threads whose registers matter.
+pub(crate) fn collect_signal() -> c_int {
+    match SIG.load(Ordering::Acquire) {
+        0 => libc::SIGRTMAX() - 2,
+        s => s,
+    }
+}
+
 /// `rsp` and `rip` from `/proc/self/task/<tid>/syscall` (a thread blocked in a syscall).
 fn regs_from_proc_syscall(tid: i32, scratch: &mut [u8]) -> Option<(u64, u64)> {
     let mut p = crashdump::fmt::FixedBuf::<64>::new();
@@ -375,6 +410,10 @@ pub(crate) fn collect(
             if READY[i].load(Ordering::Acquire) {
                 continue;
             }
+            // A thread blocking the signal would only cost us the whole timeout.
+            if signal_blocked(tids_scratch[i], sig, scratch) {
+                continue;
+            }
             if tgkill(pid, tids_scratch[i], sig) == 0 {
                 sent += 1;
             }
@@ -388,12 +427,17 @@ pub(crate) fn collect(
     let mut missing = 0;
     for i in 0..n {
         if !READY[i].load(Ordering::Acquire) {
-            missing += 1;
-            if let Some((sp, pc)) = regs_from_proc_syscall(tids_scratch[i], scratch) {
-                slots[i].regs[crashdump::regs::RSP] = sp;
-                slots[i].regs[crashdump::regs::RIP] = pc;
-                slots[i].regs[crashdump::regs::CS] = 0x33;
-                slots[i].regs[crashdump::regs::SS] = 0x2b;
+            // Blocked in a syscall: the kernel tells rsp and rip, enough for gdb to
+            // unwind by CFI. Otherwise the thread has no registers in the core.
+            match regs_from_proc_syscall(tids_scratch[i], scratch) {
+                Some((sp, pc)) => {
+                    slots[i].regs[crashdump::regs::RSP] = sp;
+                    slots[i].regs[crashdump::regs::RIP] = pc;
+                    slots[i].regs[crashdump::regs::CS] = 0x33;
+                    slots[i].regs[crashdump::regs::SS] = 0x2b;
+                    slots[i].has_regs = true;
+                }
+                None => missing += 1,
             }
         }
     }
