@@ -31,14 +31,23 @@ pub fn lib_path() -> PathBuf {
 /// A `scope` invocation with its own ~/.scope and the workspace's libscope.so.
 pub struct Scope {
     pub home: tempfile::TempDir,
-    pub lib: PathBuf,
+    /// Set for tests that run scoped programs (building libscope.so is slow).
+    pub lib: Option<PathBuf>,
 }
 
 impl Scope {
     pub fn new() -> Scope {
         Scope {
             home: tempfile::tempdir().unwrap(),
-            lib: lib_path(),
+            lib: None,
+        }
+    }
+
+    /// With the workspace's libscope.so for `scope run`.
+    pub fn scoped() -> Scope {
+        Scope {
+            home: tempfile::tempdir().unwrap(),
+            lib: Some(lib_path()),
         }
     }
 
@@ -46,8 +55,10 @@ impl Scope {
         let mut c = Command::new(scope_bin());
         c.args(args)
             .env("SCOPE_HOME_DIR", self.home.path())
-            .env("SCOPE_LIB_PATH", &self.lib)
             .stdin(Stdio::null());
+        if let Some(l) = &self.lib {
+            c.env("SCOPE_LIB_PATH", l);
+        }
         c
     }
 
@@ -58,8 +69,10 @@ impl Scope {
             .arg(scope_bin())
             .args(args)
             .env("SCOPE_HOME_DIR", self.home.path())
-            .env("SCOPE_LIB_PATH", &self.lib)
             .stdin(Stdio::null());
+        if let Some(l) = &self.lib {
+            c.env("SCOPE_LIB_PATH", l);
+        }
         c.output().expect("running scope")
     }
 

@@ -18,7 +18,7 @@ fn interface<'a>(inspect: &'a serde_json::Value, name: &str) -> Option<&'a serde
 
 #[test]
 fn scoped_http_server_ps_inspect_connected_and_update() {
-    let s = Scope::new();
+    let s = Scope::scoped();
     let events_port = free_port();
     let http_port = free_port().to_string();
     let eventdest = format!("tcp://127.0.0.1:{events_port}");
@@ -303,7 +303,7 @@ fn snapshot_of_multithreaded_program_with_core_loads_in_gdb() {
 
 #[test]
 fn crashing_program_appears_in_crashes_with_its_top_frame() {
-    let s = Scope::new();
+    let s = Scope::scoped();
     let demo = demo_bin();
     let out = s.run(&["run", "-b", "-d", "--", demo.to_str().unwrap()]);
     assert_eq!(
