@@ -57,12 +57,19 @@ run() { # name, extra oha args...
 rss() { awk '/^VmRSS/{print $2}' "/proc/$srv_pid/status"; }
 hwm() { awk '/^VmHWM/{print $2}' "/proc/$srv_pid/status"; }
 
+load_before=$(cut -d" " -f1-3 /proc/loadavg)
 rss_idle=$(rss)
 run fixed -q "$RATE" -c "$CONNS"
 rss_fixed=$(rss)
 run saturation -c "$CONNS"
 rss_sat=$(rss)
 peak=$(hwm)
+load_after=$(cut -d" " -f1-3 /proc/loadavg)
+# Server-side handling time (body read to response), from its own histogram.
+handler_us=$(curl -sk "https://127.0.0.1:$PORT/metrics" | awk '
+  /^appscope_webhook_request_duration_seconds_sum/ {s=$2}
+  /^appscope_webhook_request_duration_seconds_count/ {c=$2}
+  END { if (c > 0) printf "%.1f", s / c * 1e6; else print "n/a" }')
 
 summary() { # file -> "rps p50_ms p99_ms success_rate status_200"
   /usr/bin/python3 - "$1" <<'EOF'
@@ -97,6 +104,13 @@ Request: \`POST /mutate\` with the nginx Deployment fixture (${body_bytes} bytes
 | after the fixed-rate run | ${rss_fixed} |
 | after the saturation run | ${rss_sat} |
 | peak (VmHWM) | ${peak} |
+
+Mean server-side handling time per request (from \`appscope_webhook_request_duration_seconds\`,
+excluding TLS and queueing): ${handler_us} µs.
+
+Load average (1/5/15 min) before the runs: ${load_before}; after: ${load_after}. Other
+processes compete for both cores when this is above ~0.5, and then the latency figures
+measure scheduling delay as much as the webhook: rerun on an idle machine for the targets.
 
 Targets: p99 under 2 ms at 1,000 req/s, RSS under 30 MB.
 EOF
