@@ -72,6 +72,10 @@ impl Validators {
 
 /// The schema file and kind name for an event or NDJSON metric line.
 fn kind_of(v: &Value) -> (String, String) {
+    if v.get("info").is_some() && v.get("type").is_none() {
+        // The runtime's process-start message.
+        return ("event_start_msg.schema.json".into(), "start message".into());
+    }
     if v["type"] == "metric" {
         let name = v["body"]["_metric"].as_str().unwrap_or("?").to_string();
         (
@@ -234,10 +238,13 @@ fn every_produced_event_and_metric_validates_against_appscope_schemas() {
 
     // 3. Rate limiting: many console lines with a tiny SCOPE_EVENT_MAXEPS -> notice.
     let mut noisy = scoped(PY, dir, "noisy");
-    noisy.env("SCOPE_EVENT_MAXEPS", "5").args([
-        "-c",
-        "import sys\nfor i in range(200): print(i, flush=True)",
-    ]);
+    noisy
+        .env("SCOPE_EVENT_MAXEPS", "5")
+        .env("SCOPE_METRIC_FORMAT", "ndjson")
+        .args([
+            "-c",
+            "import sys\nfor i in range(200): print(i, flush=True)",
+        ]);
     let out = run(noisy, Duration::from_secs(30));
     assert!(out.status.success());
 

@@ -170,6 +170,7 @@ static SETTINGS: RwLock<Option<Arc<Settings>>> = RwLock::new(None);
 /// Apply new settings (takes effect for the very next call).
 pub fn apply(s: Settings) {
     MASK.store(if s.enabled { s.watch } else { 0 }, Relaxed);
+    MAXEPS.store(s.maxeps, Relaxed);
     *SETTINGS.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(s));
 }
 
@@ -194,6 +195,15 @@ pub fn settings() -> Arc<Settings> {
 #[inline]
 pub fn on(bit: u32) -> bool {
     MASK.load(Relaxed) & bit != 0
+}
+
+static MAXEPS: AtomicU32 = AtomicU32::new(10000);
+
+/// Is category `bit` on and the rate limit not yet used up this second? Interposers
+/// check this before building an event.
+#[inline]
+pub fn want(bit: u32) -> bool {
+    on(bit) && !LIMITER.saturated(crate::metrics::now_f64() as u64, MAXEPS.load(Relaxed))
 }
 
 /// One event before formatting.
@@ -251,6 +261,12 @@ impl RateLimiter {
             sec: AtomicU64::new(0),
             count: AtomicU64::new(0),
         }
+    }
+
+    /// True when the limit for second `sec` is already used up (cheap pre-check, so
+    /// callers can skip building events that would be dropped).
+    pub fn saturated(&self, sec: u64, max: u32) -> bool {
+        max != 0 && self.sec.load(Relaxed) == sec && self.count.load(Relaxed) > u64::from(max)
     }
 
     /// Count one event at wall-clock second `sec` against `max` per second (0 = no limit).
@@ -461,6 +477,8 @@ mod tests {
                 Verdict::Drop
             ]
         );
+        assert!(l.saturated(100, 3));
+        assert!(!l.saturated(101, 3));
         assert_eq!(l.check(101, 3), Verdict::Pass);
         assert_eq!(l.check(102, 0), Verdict::Pass);
     }

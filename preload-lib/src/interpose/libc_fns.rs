@@ -85,13 +85,12 @@ macro_rules! interpose {
         pub unsafe extern "C" fn $name($($a: $t),*) -> $r {
             static REAL: Real = Real::new(concat!(stringify!($name), "\0"));
             let active = guard::active();
+            // `before` is either trivial (a clock read) or wraps itself in `guarded`.
             let $pre: u64 = if active {
                 0
             } else {
-                guarded(|| {
-                    #[allow(unused_unsafe)]
-                    unsafe { $before }
-                })
+                #[allow(unused_unsafe)]
+                unsafe { $before }
             };
             let addr = REAL.addr();
             let $ret: $r = if addr == 0 {
@@ -201,10 +200,12 @@ interpose! {
     fn fclose(stream: *mut FILE) -> c_int;
     fallback = enosys(-1);
     before = |_p| {
-        if !stream.is_null() {
-            record::close(libc::fileno(stream), "fclose");
-        }
-        0
+        guarded(|| {
+            if !stream.is_null() {
+                record::close(libc::fileno(stream), "fclose");
+            }
+            0
+        })
     };
     after = |_r| ();
 }
@@ -212,12 +213,14 @@ interpose! {
     fn close(fd: c_int) -> c_int;
     fallback = libc::syscall(libc::SYS_close, fd) as c_int;
     before = |_p| {
-        if crate::transport::is_own_fd(fd) {
-            // The application is closing a number we use: move ours away first.
-            crate::transport::relocate_own_fd(fd);
-        }
-        record::close(fd, "close");
-        0
+        guarded(|| {
+            if crate::transport::is_own_fd(fd) {
+                // The application is closing a number we use: move ours away first.
+                crate::transport::relocate_own_fd(fd);
+            }
+            record::close(fd, "close");
+            0
+        })
     };
     after = |_r| ();
 }
@@ -418,13 +421,15 @@ interpose! {
     fn dup2(old: c_int, new: c_int) -> c_int;
     fallback = libc::syscall(libc::SYS_dup3, old, new, 0) as c_int;
     before = |_p| {
-        if old != new && crate::transport::is_own_fd(new) {
-            crate::transport::relocate_own_fd(new);
-        }
-        if old != new {
-            record::close(new, "dup2");
-        }
-        0
+        guarded(|| {
+            if old != new && crate::transport::is_own_fd(new) {
+                crate::transport::relocate_own_fd(new);
+            }
+            if old != new {
+                record::close(new, "dup2");
+            }
+            0
+        })
     };
     after = |r| if r >= 0 && old != new && !record::own_fd(old) { super::fdtable::dup(old, r, crate::metrics::mono_ns()) };
 }
@@ -432,13 +437,15 @@ interpose! {
     fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int;
     fallback = libc::syscall(libc::SYS_dup3, old, new, flags) as c_int;
     before = |_p| {
-        if old != new && crate::transport::is_own_fd(new) {
-            crate::transport::relocate_own_fd(new);
-        }
-        if old != new {
-            record::close(new, "dup3");
-        }
-        0
+        guarded(|| {
+            if old != new && crate::transport::is_own_fd(new) {
+                crate::transport::relocate_own_fd(new);
+            }
+            if old != new {
+                record::close(new, "dup3");
+            }
+            0
+        })
     };
     after = |r| if r >= 0 && !record::own_fd(old) { super::fdtable::dup(old, r, crate::metrics::mono_ns()) };
 }
@@ -513,17 +520,19 @@ interpose! {
     fn sendto(fd: c_int, buf: *const c_void, n: size_t, flags: c_int, addr: *const sockaddr, alen: socklen_t) -> ssize_t;
     fallback = libc::syscall(libc::SYS_sendto, fd, buf, n, flags, addr, alen) as ssize_t;
     before = |_p| {
-        // An unconnected UDP send names its peer here (DNS detection needs it).
-        if !addr.is_null() && !record::own_fd(fd) && record::classify(fd) == super::fdtable::Kind::Udp
-            && let Some(s) = super::fdtable::get(fd)
-        {
-            // SAFETY: the application passed `alen` bytes at `addr`.
-            let peer = unsafe { super::fdtable::sockaddr_to(addr, alen) };
-            if peer.is_some() {
-                s.info().peer = peer;
+        guarded(|| {
+            // An unconnected UDP send names its peer here (DNS detection needs it).
+            if !addr.is_null() && !record::own_fd(fd) && record::classify(fd) == super::fdtable::Kind::Udp
+                && let Some(s) = super::fdtable::get(fd)
+            {
+                // SAFETY: the application passed `alen` bytes at `addr`.
+                let peer = unsafe { super::fdtable::sockaddr_to(addr, alen) };
+                if peer.is_some() {
+                    s.info().peer = peer;
+                }
             }
-        }
-        0
+            0
+        })
     };
     after = |r| record::data(fd, Dir::Write, r, &one_buf(buf, r), 0, "sendto");
 }

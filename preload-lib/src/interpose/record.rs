@@ -251,7 +251,7 @@ pub fn open(ret: i32, path: &str, op: &'static str, err: i32) {
             AGG.fs_open.add(1);
         }
     }
-    if events::on(events::FS) {
+    if events::want(events::FS) {
         let mut d = base_data();
         let id = events::ident::ident();
         d.insert("proc".into(), id.procname.clone().into());
@@ -318,7 +318,7 @@ pub fn close(fd: i32, op: &'static str) {
                 AGG.fs_close.add(1);
             }
         }
-        if events::on(events::FS) {
+        if events::want(events::FS) {
             let id = events::ident::ident();
             let mut d = base_data();
             d.insert("proc".into(), id.procname.clone().into());
@@ -377,7 +377,7 @@ pub fn close(fd: i32, op: &'static str) {
         AGG.net_dur_ms.add(dur_ns / 1_000_000);
         AGG.net_dur_ops.add(1);
     }
-    if events::on(events::NET) && connected {
+    if events::want(events::NET) && connected {
         let mut d = net_data(kind, local, peer, &path);
         d.insert("duration".into(), (dur_ns / 1_000_000).into());
         d.insert("net_bytes_sent".into(), wb.into());
@@ -474,7 +474,7 @@ fn net_open_report(s: &Slot, fd: i32, kind: Kind, op: &'static str) {
             AGG.net_open.add(1);
         }
     }
-    if events::on(events::NET) {
+    if events::want(events::NET) {
         let d = net_data(kind, local, peer, &path);
         events::emit(
             events::NET,
@@ -626,7 +626,7 @@ pub fn data(fd: i32, dir: Dir, ret: isize, bufs: Bytes<'_>, t0: u64, op: &'stati
     let console = (fd == 1 || fd == 2) && dir == Dir::Write && !kind.is_socket() && {
         kind != Kind::File || fdtable::get(fd).is_none_or(|s| s.info().op == "inherited")
     };
-    if console && events::on(events::CONSOLE) && n > 0 {
+    if console && events::want(events::CONSOLE) && n > 0 {
         let name = if fd == 1 { "stdout" } else { "stderr" };
         let mut left = n as usize;
         bufs(&mut |b| {
@@ -708,7 +708,7 @@ pub fn data(fd: i32, dir: Dir, ret: isize, bufs: Bytes<'_>, t0: u64, op: &'stati
                     s.set_flag(F_LOGFILE_CHECKED | if m { F_LOGFILE } else { 0 });
                     m
                 };
-                if is_log {
+                if is_log && events::want(events::FILE) {
                     let path = s.info().path.clone();
                     let ch = s.channel.load(Relaxed);
                     let mut left = n as usize;
@@ -864,7 +864,7 @@ fn http_message(
     match m {
         Message::Request(r) => {
             let server = dir == Dir::Read;
-            if events::on(events::HTTP) {
+            if events::want(events::HTTP) {
                 let mut d = net_data(kind, local, peer, "");
                 d.insert("http_method".into(), r.method.clone().into());
                 d.insert("http_target".into(), r.target.clone().into());
@@ -909,7 +909,7 @@ fn http_message(
                 .as_ref()
                 .map(|p| now.saturating_sub(p.t0_ns) as f64 / 1e6);
             let server = pending.as_ref().map_or(dir == Dir::Write, |p| p.server);
-            if events::on(events::HTTP) {
+            if events::want(events::HTTP) {
                 let mut d = net_data(kind, local, peer, "");
                 if let Some(p) = &pending {
                     d.insert("http_method".into(), p.method.clone().into());
@@ -981,7 +981,7 @@ pub fn dns(name: &str) {
             AGG.dns_req.add(1);
         }
     }
-    if events::on(events::DNS) {
+    if events::want(events::DNS) {
         let mut d = base_data();
         d.insert("domain".into(), name.into());
         events::emit(
