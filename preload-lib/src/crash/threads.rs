@@ -306,7 +306,7 @@ fn signal_blocked(tid: i32, sig: c_int, scratch: &mut [u8]) -> bool {
             None => break,
         }
     }
-    sig >= 1 && sig <= 64 && mask & (1u64 << (sig - 1)) != 0
+    (1..=64).contains(&sig) && mask & (1u64 << (sig - 1)) != 0
 }
 
 /// The real-time signal used to collect the other threads' registers. Threads that
