@@ -418,7 +418,8 @@ int main(int argc, char **argv) {
     lseek(fd, 0, SEEK_SET);
     char buf[4096]; ssize_t r = read(fd, buf, sizeof buf);
     int lines = 0; for (ssize_t i = 0; i < r; i++) lines += buf[i] == '\n';
-    printf("app file has %d lines, one per dup2 (%d)\n", lines, lines == n);
+    printf("the app file got exactly its own data: %d\n", lines == n);
+    fprintf(stderr, "took over %d high fds\n", n);
     usleep(1500 * 1000);
     printf("done\n");
     return 0;
@@ -442,9 +443,18 @@ fn close_range_and_dup2_over_library_fds() {
     c.arg(env.path().join("scoped.dat"))
         .env("SCOPE_EVENT_ENABLE", "true")
         .env("SCOPE_EVENT_DEST", &col.addr);
-    let child = c.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let child = c
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let pid = child.id();
     let scoped = child.wait_with_output().unwrap();
+    let took = String::from_utf8_lossy(&scoped.stderr);
+    assert!(
+        !took.contains("took over 0 "),
+        "the library's descriptors were taken over by dup2: {took}"
+    );
     assert_eq!(
         String::from_utf8_lossy(&scoped.stdout),
         String::from_utf8_lossy(&plain.stdout)
