@@ -183,10 +183,7 @@ fn update(a: UpdateArgs, json: bool) -> Result<i32> {
             timeout.as_secs_f64()
         ))
     });
-    let st = match st {
-        Ok(s) => s,
-        Err(e) => return Err(e),
-    };
+    let st = st?;
     let last = st.doc.last_command.clone().unwrap_or_default();
     let outcome = node_agent::status::outcome(&settings, &last);
     let ok = outcome.all_applied();

@@ -35,6 +35,12 @@ pub struct Scope {
     pub lib: Option<PathBuf>,
 }
 
+impl Default for Scope {
+    fn default() -> Scope {
+        Scope::new()
+    }
+}
+
 impl Scope {
     pub fn new() -> Scope {
         Scope {
@@ -143,12 +149,10 @@ pub fn free_port() -> u16 {
 
 /// pid of the program `scope run` started, from the run directory's info.json.
 pub fn run_child_pid(history: &Path) -> Option<i32> {
-    for e in std::fs::read_dir(history).ok()?.flatten() {
-        let b = std::fs::read(e.path().join("info.json")).ok()?;
-        let v: serde_json::Value = serde_json::from_slice(&b).ok()?;
-        return v.get("pid")?.as_i64().map(|p| p as i32);
-    }
-    None
+    let e = std::fs::read_dir(history).ok()?.flatten().next()?;
+    let b = std::fs::read(e.path().join("info.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&b).ok()?;
+    v.get("pid")?.as_i64().map(|p| p as i32)
 }
 
 /// Process state letter from /proc/<pid>/stat (R, S, t, T, Z...).

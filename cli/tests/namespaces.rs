@@ -13,6 +13,8 @@ use common::*;
 fn ps_inspect_update_snapshot_across_mount_and_pid_namespaces() {
     let s = Scope::new();
     let lib = lib_path();
+    // Build before any timed wait.
+    let _ = scope_bin();
     let marker = format!("nsmarker{}", std::process::id());
     let script = format!(
         "mount -t tmpfs tmpfs /tmp && mkdir -p /tmp/st /tmp/cmd /tmp/crash && \
