@@ -1,0 +1,454 @@
+//! Node-level test of `appscope-operator agent`: the real binary against a local HTTP
+//! API fixture (serving the pods and CRs defined here, recording writes), a faked kubelet
+//! root, and real processes scoped with libscope.so under `unshare --pid`.
+//!
+//! Checks: a crash ends up in the store with report.json, a ScopeCrashReport POST and an
+//! Event; a ScopeConfig leads to a command file the process applies, and a status entry
+//! written by SSA with the agent's field manager; deleting the ScopeConfig reverts it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, State};
+use axum::http::{Method, StatusCode};
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+
+const UID: &str = "1f3c2a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b";
+
+#[derive(Clone, Debug)]
+struct Recorded {
+    method: String,
+    uri: String,
+    body: Value,
+}
+
+#[derive(Clone, Default)]
+struct Fixture {
+    configs: Arc<Mutex<Vec<Value>>>,
+    log: Arc<Mutex<Vec<Recorded>>>,
+}
+
+fn list(kind: &str, api_version: &str, items: Vec<Value>) -> Value {
+    json!({"apiVersion": api_version, "kind": format!("{kind}List"), "metadata": {"resourceVersion": "1"}, "items": items})
+}
+
+fn pod() -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web-1", "namespace": "shop", "uid": UID, "labels": {"app": "web"},
+                     "annotations": {"appscope.dev/injected": "v0.1.0 app"}},
+        "spec": {"nodeName": "node-1", "containers": [{"name": "app", "image": "registry.example/web:1.2"}]},
+        "status": {"phase": "Running"}})
+}
+
+fn scope_config() -> Value {
+    json!({"apiVersion": "appscope.dev/v1alpha1", "kind": "ScopeConfig",
+        "metadata": {"name": "web-debug", "namespace": "shop", "uid": "u-1", "generation": 1, "resourceVersion": "5"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}, "env": {"SCOPE_METRIC_VERBOSITY": "7"}, "priority": 0}})
+}
+
+async fn handle(
+    State(f): State<Fixture>,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    body: Bytes,
+) -> impl IntoResponse {
+    let body_v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    f.log.lock().unwrap().push(Recorded {
+        method: method.to_string(),
+        uri: uri.to_string(),
+        body: body_v.clone(),
+    });
+    let path = uri.path();
+    let reply = |code: u16, v: Value| {
+        (
+            StatusCode::from_u16(code).unwrap(),
+            [("content-type", "application/json")],
+            v.to_string(),
+        )
+    };
+    match (method.as_str(), path) {
+        ("GET", "/api/v1/pods") => reply(200, list("Pod", "v1", vec![pod()])),
+        ("GET", "/apis/appscope.dev/v1alpha1/scopeconfigs") => reply(
+            200,
+            list(
+                "ScopeConfig",
+                "appscope.dev/v1alpha1",
+                f.configs.lock().unwrap().clone(),
+            ),
+        ),
+        ("GET", "/apis/appscope.dev/v1alpha1/scopesnapshots") => {
+            reply(200, list("ScopeSnapshot", "appscope.dev/v1alpha1", vec![]))
+        }
+        ("PATCH", p)
+            if p.starts_with("/apis/appscope.dev/v1alpha1/namespaces/shop/scopeconfigs/") =>
+        {
+            // Keep the applied status, as the API server would (SSA of the node's entry).
+            let mut configs = f.configs.lock().unwrap();
+            let name = p
+                .trim_end_matches("/status")
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            match configs
+                .iter_mut()
+                .find(|c| c["metadata"]["name"] == name.as_str())
+            {
+                Some(c) => {
+                    c["status"] = body_v["status"].clone();
+                    reply(200, c.clone())
+                }
+                None => reply(
+                    404,
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404, "reason": "NotFound", "message": "gone"}),
+                ),
+            }
+        }
+        ("POST", "/apis/appscope.dev/v1alpha1/namespaces/shop/scopecrashreports") => {
+            reply(201, body_v)
+        }
+        ("POST", "/api/v1/namespaces/shop/events") => reply(201, body_v),
+        _ => reply(
+            404,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404, "reason": "NotFound", "message": "not in fixture"}),
+        ),
+    }
+}
+
+/// Kills the child (and its process group) on drop.
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        unsafe_free_kill(self.0.id());
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn unsafe_free_kill(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pid}")])
+        .stderr(Stdio::null())
+        .status();
+}
+
+fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn scoped(lib: &Path, run: &Path, script: &str, backtrace: bool) -> Proc {
+    use std::os::unix::process::CommandExt;
+    let mut c = Command::new("unshare");
+    // Only python (pid 1 in the new namespace) is scoped, not unshare itself.
+    c.args(["--pid", "--fork", "--mount-proc", "/usr/bin/env"])
+        .arg(format!("LD_PRELOAD={}", lib.display()))
+        .args(["/usr/bin/python3", "-c", script])
+        .env("SCOPE_SUMMARY_PERIOD", "1")
+        .env("SCOPE_CMD_DIR", run.join("cmd"))
+        .env("SCOPE_STATUS_DIR", run.join("status"))
+        .env("SCOPE_SNAPSHOT_DIR", run.join("crash"))
+        .env(
+            "SCOPE_SNAPSHOT_BACKTRACE",
+            if backtrace { "true" } else { "false" },
+        )
+        .env("SCOPE_EVENT_DEST", "file:///dev/null")
+        .env("SCOPE_METRIC_DEST", "file:///dev/null")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0);
+    Proc(c.spawn().expect("unshare"))
+}
+
+fn verbosity_in_effect(status_dir: &Path) -> Option<i64> {
+    let st: Value = serde_json::from_slice(&std::fs::read(status_dir.join("1.json")).ok()?).ok()?;
+    let v = &st["config"]["current"]["metric"]["format"]["verbosity"];
+    v.as_i64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn agent_collects_crashes_and_drives_config() {
+    if !nix_root() {
+        eprintln!("skipping: needs root for unshare --pid");
+        return;
+    }
+    let lib = testkit::libscope_path();
+    let agent_bin = PathBuf::from(env!("CARGO_BIN_EXE_appscope-operator"));
+    let tmp = tempfile::tempdir().unwrap();
+    let kubelet = tmp.path().join("kubelet");
+    let run = kubelet
+        .join("pods")
+        .join(UID)
+        .join("volumes/kubernetes.io~empty-dir/appscope/run/app");
+    for d in ["cmd", "status", "crash"] {
+        std::fs::create_dir_all(run.join(d)).unwrap();
+    }
+    let store = tmp.path().join("store");
+
+    // API fixture on loopback.
+    let fixture = Fixture::default();
+    fixture.configs.lock().unwrap().push(scope_config());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let app = Router::new().fallback(handle).with_state(fixture.clone());
+    rt.spawn(async move { axum::serve(listener, app).await });
+    let kubeconfig = tmp.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fx\n  cluster:\n    server: http://{addr}\nusers:\n- name: u\n  user: {{}}\ncontexts:\n- name: fx\n  context:\n    cluster: fx\n    user: u\n    namespace: default\ncurrent-context: fx\n"
+        ),
+    )
+    .unwrap();
+
+    // A scoped long-running process in the pod's container (pid 1 in its namespace).
+    let _sleeper = scoped(&lib, &run, "import time\ntime.sleep(120)", false);
+    wait_for("the sleeper's status file", Duration::from_secs(20), || {
+        run.join("status/1.json").exists().then_some(())
+    });
+    assert_eq!(
+        verbosity_in_effect(&run.join("status")),
+        Some(4),
+        "baseline verbosity"
+    );
+
+    let port = free_port();
+    let mut agent_cmd = Command::new(&agent_bin);
+    agent_cmd
+        .args([
+            "agent",
+            "--node-name",
+            "node-1",
+            "--interval",
+            "1s",
+            "--summary-period",
+            "1s",
+        ])
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--kubelet-root")
+        .arg(&kubelet)
+        .arg("--store")
+        .arg(&store)
+        .env("KUBECONFIG", &kubeconfig)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    let _agent = Proc(agent_cmd.spawn().unwrap());
+
+    // 1. The ScopeConfig reaches the process through a command file.
+    wait_for("verbosity 7 in effect", Duration::from_secs(20), || {
+        (verbosity_in_effect(&run.join("status")) == Some(7)).then_some(())
+    });
+    let applied = wait_for(
+        "a status entry with applied=1",
+        Duration::from_secs(15),
+        || {
+            fixture
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .rev()
+                .find(|r| {
+                    r.method == "PATCH"
+                        && r.uri.contains("/scopeconfigs/web-debug/status")
+                        && r.body["status"]["nodes"][0]["processes"]["applied"] == 1
+                })
+                .cloned()
+        },
+    );
+    assert!(
+        applied.uri.contains("fieldManager=appscope-agent-node-1"),
+        "{}",
+        applied.uri
+    );
+    assert_eq!(applied.body["status"]["nodes"][0]["name"], "node-1");
+    assert_eq!(applied.body["status"]["nodes"][0]["pods"], 1);
+    {
+        let log = fixture.log.lock().unwrap();
+        let pods_get = log
+            .iter()
+            .find(|r| r.uri.starts_with("/api/v1/pods"))
+            .unwrap();
+        assert!(
+            pods_get
+                .uri
+                .contains("fieldSelector=spec.nodeName%3Dnode-1"),
+            "{}",
+            pods_get.uri
+        );
+    }
+    // No-op cycles do not write the status again.
+    let patches = |f: &Fixture| {
+        f.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.method == "PATCH")
+            .count()
+    };
+    let before = patches(&fixture);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        patches(&fixture),
+        before,
+        "status written again though nothing changed"
+    );
+
+    // 2. A crash in the container: stored, reported, evented.
+    let crasher = scoped(&lib, &run, "import ctypes\nctypes.string_at(0)", true);
+    let cr = wait_for("ScopeCrashReport POST", Duration::from_secs(30), || {
+        fixture
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|r| {
+                r.method == "POST"
+                    && r.uri
+                        .split('?')
+                        .next()
+                        .unwrap()
+                        .ends_with("/scopecrashreports")
+            })
+            .cloned()
+    });
+    drop(crasher);
+    let spec = &cr.body["spec"];
+    assert_eq!(spec["pod"], "web-1");
+    assert_eq!(spec["podUID"], UID);
+    assert_eq!(spec["container"], "app");
+    assert_eq!(spec["node"], "node-1");
+    assert_eq!(spec["image"], "registry.example/web:1.2");
+    assert_eq!(spec["signal"], "SIGSEGV");
+    assert_eq!(spec["pid"], 1);
+    assert_eq!(cr.body["metadata"]["namespace"], "shop");
+    let rel = spec["path"].as_str().unwrap();
+    assert!(rel.starts_with("shop/web-1/app/"), "{rel}");
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(store.join(rel).join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["pod"], "web-1");
+    assert_eq!(report["signalName"], "SIGSEGV");
+    assert!(!spec["files"].as_array().unwrap().is_empty());
+    for f in spec["files"].as_array().unwrap() {
+        let p = store.join(rel).join(f["name"].as_str().unwrap());
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().len(),
+            f["size"].as_u64().unwrap(),
+            "{}",
+            p.display()
+        );
+    }
+    wait_for("the crash source removed", Duration::from_secs(10), || {
+        std::fs::read_dir(run.join("crash"))
+            .unwrap()
+            .flatten()
+            .all(|e| {
+                std::fs::read_dir(e.path())
+                    .map(|mut d| d.next().is_none())
+                    .unwrap_or(true)
+            })
+            .then_some(())
+    });
+    let ev = wait_for("crash Event", Duration::from_secs(10), || {
+        fixture
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|r| {
+                r.method == "POST"
+                    && r.uri.split('?').next() == Some("/api/v1/namespaces/shop/events")
+            })
+            .cloned()
+    });
+    assert_eq!(ev.body["reason"], "ScopedProcessCrashed");
+    assert!(ev.body["message"].as_str().unwrap().contains("SIGSEGV"));
+    let metrics = http_get(port, "/metrics");
+    assert!(
+        metrics.contains("appscope_crashes_total{namespace=\"shop\"} 1"),
+        "{metrics}"
+    );
+    let pods = http_get(port, "/v1/pods");
+    assert!(
+        pods.contains("\"pod\":\"web-1\"") && pods.contains("\"config_state\":\"Applied\""),
+        "{pods}"
+    );
+
+    // 3. The ScopeConfig is deleted: the process goes back to baseline.
+    fixture.configs.lock().unwrap().clear();
+    wait_for("verbosity back to 4", Duration::from_secs(20), || {
+        (verbosity_in_effect(&run.join("status")) == Some(4)).then_some(())
+    });
+    let crs = fixture
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r.method == "POST"
+                && r.uri
+                    .split('?')
+                    .next()
+                    .unwrap()
+                    .ends_with("/scopecrashreports")
+        })
+        .count();
+    assert_eq!(crs, 1, "one crash, one report");
+}
+
+fn nix_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
