@@ -118,6 +118,9 @@ fn thread_mask() -> libc::sigset_t {
         for s in SYNC_SIGNALS {
             libc::sigdelset(&mut set, s);
         }
+        // Crash capture reads every thread's registers with this signal: a thread that
+        // blocks it appears in cores without registers.
+        libc::sigdelset(&mut set, crate::crash::collect_signal());
         set
     }
 }
