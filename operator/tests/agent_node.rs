@@ -161,7 +161,17 @@ fn scoped(lib: &Path, run: &Path, script: &str, backtrace: bool) -> Proc {
         .args(["/usr/bin/python3", "-c", script])
         .env("SCOPE_SUMMARY_PERIOD", "1")
         .env("SCOPE_CMD_DIR", run.join("cmd"))
-        .env("SCOPE_STATUS_DIR", run.join("status"))
+        // Both test processes are pid 1 in their own namespaces; in a pod they would
+        // share one. Keep the crasher's status file apart so it cannot replace the
+        // sleeper's `1.json`.
+        .env(
+            "SCOPE_STATUS_DIR",
+            if backtrace {
+                run.join("crasher-status")
+            } else {
+                run.join("status")
+            },
+        )
         .env("SCOPE_SNAPSHOT_DIR", run.join("crash"))
         .env(
             "SCOPE_SNAPSHOT_BACKTRACE",
