@@ -30,6 +30,7 @@ fn ps_inspect_update_snapshot_across_mount_and_pid_namespaces() {
                 "--pid",
                 "--fork",
                 "--mount-proc",
+                "--kill-child",
                 "sh",
                 "-c",
                 &script,
