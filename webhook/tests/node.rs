@@ -128,10 +128,8 @@ fn injected_pod_loads_the_library() {
     run_injected_pod(false);
 }
 
-/// The library does not create `SCOPE_STATUS_DIR` yet (nothing else does in a pod):
-/// run with `cargo test -p appscope-webhook --test node -- --ignored` once it does.
+/// Nothing prepares `/appscope/run/<container>/status` in a pod: the library creates it.
 #[test]
-#[ignore = "needs libscope.so to create SCOPE_STATUS_DIR (/appscope/run/<container>/status)"]
 fn injected_pod_writes_its_status_file() {
     run_injected_pod(true);
 }

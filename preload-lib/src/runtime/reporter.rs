@@ -154,6 +154,27 @@ fn period_of(cfg: &Config) -> Duration {
     Duration::from_secs(u64::from(cfg.libscope.summaryperiod.max(1)))
 }
 
+/// Creates the command and status directories the config names (`mkdir -p`, as the
+/// process's own user), so a fresh emptyDir or a new `scope run` directory works without
+/// anyone preparing it. Failures are logged, never fatal.
+fn ensure_dirs(cfg: &Config) {
+    let dirs = [
+        Some(cfg.libscope.commanddir.as_path()),
+        cfg.status_dir.as_deref(),
+    ];
+    for dir in dirs.into_iter().flatten() {
+        if dir.as_os_str().is_empty() || dir.is_dir() {
+            continue;
+        }
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            log(
+                LogLevel::Warning,
+                &format!("cannot create {}: {e}", dir.display()),
+            );
+        }
+    }
+}
+
 fn run() {
     let mask = thread_mask();
     // SAFETY: setting this thread's own mask (already inherited; this makes it certain).
@@ -171,6 +192,7 @@ fn run() {
         for d in diags {
             log(LogLevel::Warning, &format!("config: {d}"));
         }
+        ensure_dirs(&cfg);
         write_status();
     }));
     let mut next = Instant::now() + period_of(&config());
@@ -229,6 +251,7 @@ fn tick() {
     let _t = r.tick.lock().unwrap_or_else(|e| e.into_inner());
     let _ = catch_unwind(crate::metrics::flush_period);
     transport::check_peers();
+    ensure_dirs(&config());
     apply_command_file();
     write_status();
 }
