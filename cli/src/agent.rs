@@ -24,7 +24,7 @@ pub struct AgentArgs {
     #[arg(long, value_name = "DIR")]
     pub store: Option<PathBuf>,
     /// Serve /healthz, /readyz, /metrics and the API here.
-    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9109")]
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9464")]
     pub listen: SocketAddr,
     /// Seconds between collector passes.
     #[arg(long, value_name = "SECS", default_value_t = 2.0)]
