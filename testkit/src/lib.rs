@@ -1,8 +1,10 @@
 //! Test helpers shared by the workspace's integration tests.
 //!
-//! - [`libscope_path`]: the built `libscope.so` (debug profile), building it if missing.
-//! - [`bin_path`]: a workspace binary (`scope`, `appscope-operator`, `appscope-webhook`),
-//!   building its package if missing.
+//! - [`libscope_path`]: the built `libscope.so` (debug profile).
+//! - [`bin_path`]: a workspace binary (`scope`, `appscope-operator`, `appscope-webhook`).
+//!
+//! Both first run `cargo build --workspace` once per test process (a no-op in CI, which
+//! builds the workspace before testing).
 //! - [`workspace_root`], [`target_dir`].
 //!
 //! Tests call these instead of hard-coding paths, so `cargo test -p X` works on a fresh
@@ -10,9 +12,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
+use std::sync::OnceLock;
 
-static BUILD_LOCK: Mutex<()> = Mutex::new(());
+/// Outcome of the one workspace build a test process does (`Err` holds the message).
+static WORKSPACE_BUILT: OnceLock<Result<(), String>> = OnceLock::new();
 
 /// The workspace root (the directory holding the root `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {
@@ -27,42 +30,63 @@ pub fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(d) => {
             let d = PathBuf::from(d);
-            if d.is_absolute() { d } else { workspace_root().join(d) }
+            if d.is_absolute() {
+                d
+            } else {
+                workspace_root().join(d)
+            }
         }
         None => workspace_root().join("target"),
     }
 }
 
-fn cargo_build(package: &str) {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(workspace_root())
-        .args(["build", "--quiet", "-p", package])
-        .status()
-        .unwrap_or_else(|e| panic!("running cargo build -p {package}: {e}"));
-    assert!(status.success(), "cargo build -p {package} failed: {status}");
+/// Builds the whole workspace once per test process. `cargo build --workspace` is what CI
+/// runs before the tests, so there it is a quick no-op; a `-p` build would resolve features
+/// differently and recompile dependencies. Set `TESTKIT_NO_BUILD=1` to skip it when the
+/// artifacts are known to be current.
+fn ensure_workspace_built() {
+    let r = WORKSPACE_BUILT.get_or_init(|| {
+        if std::env::var_os("TESTKIT_NO_BUILD").is_some() {
+            return Ok(());
+        }
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(workspace_root())
+            .args(["build", "--quiet", "--workspace"])
+            .status()
+            .map_err(|e| format!("running cargo build --workspace: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("cargo build --workspace failed: {status}"))
+        }
+    });
+    if let Err(e) = r {
+        panic!("{e}");
+    }
 }
 
-fn built_artifact(package: &str, file: &str) -> PathBuf {
+fn built_artifact(file: &str) -> PathBuf {
+    ensure_workspace_built();
     let path = target_dir().join("debug").join(file);
-    let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    // Always ask cargo: it is a no-op when up to date, and it rebuilds a stale artifact.
-    if std::env::var_os("TESTKIT_NO_BUILD").is_none() || !path.exists() {
-        cargo_build(package);
-    }
-    assert!(path.exists(), "{} not found after building {package}", path.display());
+    assert!(
+        path.exists(),
+        "{} not found after building the workspace",
+        path.display()
+    );
     path
 }
 
 /// Path to the debug build of `libscope.so`, built on demand.
 pub fn libscope_path() -> PathBuf {
-    built_artifact("preload-lib", "libscope.so")
+    built_artifact("libscope.so")
 }
 
 /// Path to a workspace binary, built on demand. `package` is the cargo package that
 /// owns it: `bin_path("appscope-cli", "scope")`.
 pub fn bin_path(package: &str, bin: &str) -> PathBuf {
-    built_artifact(package, bin)
+    let _ = package; // kept for call-site clarity: the workspace build covers every package
+    built_artifact(bin)
 }
 
 /// Path to a file under `/work/shared`-style compat data shipped in the repo (`compat/`).
