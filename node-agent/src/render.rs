@@ -154,9 +154,10 @@ pub fn crash_detail(r: &CrashReport) -> String {
         s.push_str(&format!("  #{:<2} {addr}{}\n", f.index, f.describe()));
     }
     s.push_str("\nFiles:\n");
+    let width = r.files.iter().map(|f| f.name.len()).max().unwrap_or(0);
     for f in &r.files {
         s.push_str(&format!(
-            "  {:<28} {:>10}  sha256:{}\n",
+            "  {:<width$} {:>10}  sha256:{}\n",
             f.name,
             f.size,
             &f.sha256[..f.sha256.len().min(16)]
