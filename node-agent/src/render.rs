@@ -254,7 +254,7 @@ pub fn inspect_text(i: &Inspection) -> String {
                 }
             ));
             for r in &lc.rejected {
-                s.push_str(&format!("  rejected: {} ({})\n", r.line, r.reason));
+                s.push_str(&format!("  rejected: line {}: {}\n", r.line, r.reason));
             }
         }
         s.push_str("\nConfig in effect:\n");
@@ -296,7 +296,7 @@ pub fn update_text(o: &UpdateOutcome) -> String {
         s.push_str(&format!("applied   {a}\n"));
     }
     for r in &o.rejected {
-        s.push_str(&format!("rejected  {} ({})\n", r.line, r.reason));
+        s.push_str(&format!("rejected  line {}: {}\n", r.line, r.reason));
     }
     for u in &o.unreported {
         s.push_str(&format!("unknown   {u} (the library did not report it)\n"));

@@ -26,12 +26,25 @@ pub struct InterfaceStatus {
     pub dropped: u64,
 }
 
-/// A rejected command-file line.
+/// A rejected command-file line, as the library reports it: the 1-based line number
+/// (0 when the whole file was refused) and why. Values are not repeated: they may be
+/// secrets.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct Rejected {
-    pub line: String,
+    #[serde(deserialize_with = "line_number")]
+    pub line: usize,
     pub reason: String,
+}
+
+/// Accepts the line as a JSON number (what the library writes) or a numeric string;
+/// anything else reads as 0 rather than failing the whole status file.
+fn line_number<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<usize, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Number(n) => n.as_u64().map_or(0, |n| n as usize),
+        Value::String(s) => s.trim().parse().unwrap_or(0),
+        _ => 0,
+    })
 }
 
 /// Result of the last command file the library processed.
@@ -138,21 +151,20 @@ impl UpdateOutcome {
 
 /// Match what we sent against the library's report (pure).
 pub fn outcome(sent: &[Setting], last: &LastCommand) -> UpdateOutcome {
+    // `render_command_file` writes setting i on line i + 1.
     let mut out = UpdateOutcome::default();
-    for s in sent {
-        if last.applied.iter().any(|a| a == &s.name) {
-            out.applied.push(s.name.clone());
-        } else if let Some(r) = last.rejected.iter().find(|r| {
-            r.line.trim_start().starts_with(&format!("{}=", s.name)) || r.line.trim() == s.name
-        }) {
+    for (i, s) in sent.iter().enumerate() {
+        if let Some(r) = last.rejected.iter().find(|r| r.line == i + 1) {
             out.rejected.push(r.clone());
+        } else if last.applied.iter().any(|a| a == &s.name) {
+            out.applied.push(s.name.clone());
         } else {
             out.unreported.push(s.name.clone());
         }
     }
-    // Rejections of lines we did not recognise still matter to the user.
+    // Rejections of other lines, or of the whole file (line 0), still matter to the user.
     for r in &last.rejected {
-        if !out.rejected.contains(r) && !sent.iter().any(|s| r.line.contains(&s.name)) {
+        if r.line == 0 || r.line > sent.len() {
             out.rejected.push(r.clone());
         }
     }
@@ -234,31 +246,60 @@ pub fn inspect(pid: i32) -> Result<Inspection> {
 mod tests {
     use super::*;
 
+    fn setting(name: &str, value: &str) -> Setting {
+        Setting {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+
+    /// A status file written by libscope.so after `scope update --set
+    /// SCOPE_METRIC_VERBOSITY=9 --set SCOPE_EVENT_HTTP=false --set SCOPE_BOGUS=1`.
     #[test]
-    fn tolerant_parse() {
+    fn parses_the_librarys_status_file_and_matches_rejections_by_line() {
+        let d: StatusDoc =
+            serde_json::from_str(include_str!("../tests/fixtures/status/rejected-line.json"))
+                .unwrap();
+        assert_eq!(d.schema, 1);
+        assert!(d.interfaces.iter().any(|i| i.name == "events"));
+        let last = d.last_command.as_ref().unwrap();
+        assert_eq!(last.rejected[0].line, 3);
+        let sent = vec![
+            setting("SCOPE_METRIC_VERBOSITY", "9"),
+            setting("SCOPE_EVENT_HTTP", "false"),
+            setting("SCOPE_BOGUS", "1"),
+        ];
+        let o = outcome(&sent, last);
+        assert_eq!(
+            o.applied,
+            vec!["SCOPE_METRIC_VERBOSITY", "SCOPE_EVENT_HTTP"]
+        );
+        assert_eq!(o.rejected.len(), 1);
+        assert!(
+            o.rejected[0].reason.contains("SCOPE_BOGUS"),
+            "{:?}",
+            o.rejected
+        );
+        assert!(o.unreported.is_empty());
+        assert!(!o.all_applied());
+    }
+
+    #[test]
+    fn unreported_and_whole_file_refusals() {
         let v: Value = serde_json::json!({"schema":1,"pid":7,"interfaces":[{"name":"events","connected":true,"extra":1}],
-            "last_command":{"file":"/tmp/scope.7","applied":["SCOPE_METRIC_VERBOSITY"],"rejected":[{"line":"SCOPE_NOPE=1","reason":"unknown"}]}});
+            "last_command":{"file":"/tmp/scope.7","applied":["SCOPE_METRIC_VERBOSITY"],
+                "rejected":[{"line":0,"reason":"refused: not owned by the process's user or root"}]}});
         let d: StatusDoc = serde_json::from_value(v).unwrap();
         assert_eq!(d.pid, 7);
         assert!(d.interfaces[0].connected);
         let sent = vec![
-            Setting {
-                name: "SCOPE_METRIC_VERBOSITY".into(),
-                value: "9".into(),
-            },
-            Setting {
-                name: "SCOPE_NOPE".into(),
-                value: "1".into(),
-            },
-            Setting {
-                name: "SCOPE_LOST".into(),
-                value: "1".into(),
-            },
+            setting("SCOPE_METRIC_VERBOSITY", "9"),
+            setting("SCOPE_LOST", "1"),
         ];
         let o = outcome(&sent, d.last_command.as_ref().unwrap());
         assert_eq!(o.applied, vec!["SCOPE_METRIC_VERBOSITY"]);
-        assert_eq!(o.rejected.len(), 1);
         assert_eq!(o.unreported, vec!["SCOPE_LOST"]);
+        assert_eq!(o.rejected.len(), 1, "the file-level refusal is reported");
         assert!(!o.all_applied());
     }
 
