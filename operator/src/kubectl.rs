@@ -72,10 +72,26 @@ pub fn describe_kube_error(e: &kube::Error) -> String {
         kube::Error::Api(s) if s.is_not_found() => format!("not found: {}", s.message),
         kube::Error::Api(s) => format!("API server: {} ({} {})", s.message, s.code, s.reason),
         kube::Error::InferConfig(e) => format!("no usable kubeconfig: {e}"),
-        kube::Error::HyperError(e) => format!("cannot reach the API server: {e}"),
-        kube::Error::Service(e) => format!("cannot reach the API server: {e}"),
-        other => other.to_string(),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => {
+            format!("cannot reach the API server: {}", error_chain(e))
+        }
+        other => error_chain(other),
     }
+}
+
+/// `error: cause: cause...` on one line, without repeating a cause already shown (pure).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s.replace('\n', " ")
 }
 
 fn describe(e: &Error) -> String {

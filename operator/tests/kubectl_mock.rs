@@ -727,3 +727,118 @@ async fn inspect_finds_the_nodes_agent_and_maps_the_pid() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn unreachable_api_server_is_one_clear_error() {
+    // A real client against a loopback port nobody listens on.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    let mut cfg = kube::Config::new(format!("http://127.0.0.1:{port}").parse().unwrap());
+    cfg.connect_timeout = Some(std::time::Duration::from_secs(5));
+    let client = Client::try_from(cfg).unwrap();
+    let mut out = Vec::new();
+    let c = cli(&["crashes", "-A"]);
+    let e = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        kubectl::execute(&c, client, &mut out),
+    )
+    .await
+    .expect("no hang")
+    .unwrap_err();
+    assert_eq!(e.exit_code(), 1);
+    let Error::Kube(k) = &e else { panic!("{e:?}") };
+    let line = kubectl::describe_kube_error(k);
+    assert!(line.starts_with("cannot reach the API server: "), "{line}");
+    assert!(line.to_lowercase().contains("connection refused"), "{line}");
+    assert!(!line.contains('\n'), "{line}");
+}
+
+#[tokio::test]
+async fn inspect_prints_the_agents_inspection_like_local_mode() {
+    let proc_json = json!({"pid": 4242, "nspid": 1, "ppid": 4200, "uid": 0, "gid": 0,
+        "user": "root", "comm": "nginx", "cmdline": ["nginx", "-g", "daemon off;"],
+        "libscope": "/appscope/libscope.so", "scoped": true,
+        "foreign_mntns": true, "foreign_pidns": true});
+    let inspection = json!({"process": proc_json, "env": null, "status": null,
+        "status_error": "no SCOPE_STATUS_DIR in its environment"});
+    let local: node_agent::status::Inspection = serde_json::from_value(inspection.clone()).unwrap();
+    let (r, out) = exec(
+        &["inspect", "web-0", "-n", "shop", "-c", "app"],
+        vec![
+            exp(
+                "GET",
+                "/api/v1/namespaces/shop/pods/web-0",
+                200,
+                pod_json("shop", "web-0", json!({"app": "web"}), "n2"),
+            ),
+            exp(
+                "GET",
+                "/api/v1/namespaces/appscope/pods",
+                200,
+                pod_list(vec![agent_pod("agent-b", "n2")]),
+            ),
+            exp(
+                "GET",
+                "/api/v1/namespaces/appscope/pods/agent-b:9464/proxy/v1/pods",
+                200,
+                json!([pod_proc("shop", "web-0", 1, true, "nginx -g daemon off;")]),
+            ),
+            exp(
+                "GET",
+                "/api/v1/namespaces/appscope/pods/agent-b:9464/proxy/v1/ps",
+                200,
+                json!([proc_json]),
+            ),
+            exp(
+                "GET",
+                "/api/v1/namespaces/appscope/pods/agent-b:9464/proxy/v1/inspect/4242",
+                200,
+                inspection,
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(r.unwrap(), 0);
+    let want = format!(
+        "== shop/web-0 container app pid 1 (node n2)\n{}",
+        node_agent::render::inspect_text(&local)
+    );
+    assert_eq!(out, want);
+    assert!(out.contains("nginx -g daemon off;"), "{out}");
+}
+
+#[tokio::test]
+async fn inspect_of_a_pod_without_scoped_processes_says_so() {
+    let (r, _) = exec(
+        &["inspect", "db-0", "-n", "shop"],
+        vec![
+            exp(
+                "GET",
+                "/api/v1/namespaces/shop/pods/db-0",
+                200,
+                pod_json("shop", "db-0", json!({"app": "db"}), "n1"),
+            ),
+            exp(
+                "GET",
+                "/api/v1/namespaces/appscope/pods",
+                200,
+                pod_list(vec![agent_pod("agent-a", "n1")]),
+            ),
+            exp(
+                "GET",
+                "/api/v1/namespaces/appscope/pods/agent-a:9464/proxy/v1/pods",
+                200,
+                json!([pod_proc("shop", "web-0", 1, true, "nginx")]),
+            ),
+        ],
+    )
+    .await;
+    let e = r.unwrap_err();
+    assert_eq!(e.exit_code(), 1);
+    assert!(
+        e.to_string()
+            .contains("no scoped process in pod shop/db-0 (agent agent-a on node n1)"),
+        "{e}"
+    );
+}
