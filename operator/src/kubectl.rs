@@ -285,9 +285,13 @@ pub async fn execute(cli: &Cli, client: Client, out: &mut dyn Write) -> Result<i
         }
         Command::Crashes { ns, show: None } => crashes(client, ns, out).await,
         Command::Crashes {
+            ns,
             show: Some(CrashesCmd::Show { name, namespace }),
-            ..
-        } => crash_show(client, namespace.as_deref(), name, out).await,
+        } => {
+            // `crashes -n NS show NAME` and `crashes show NAME -n NS` both work.
+            let n = namespace.as_deref().or(ns.namespace.as_deref());
+            crash_show(client, n, name, out).await
+        }
     }
 }
 

@@ -434,6 +434,25 @@ async fn crashes_show_prints_frames_and_files() {
         "{out}"
     );
     assert!(out.contains("backtrace.txt  321"), "{out}");
+    // The namespace may also come before `show`.
+    let (r, out2) = exec(
+        &["crashes", "-n", "shop", "show", "web-0-a1"],
+        vec![exp(
+            "GET",
+            "/apis/appscope.dev/v1alpha1/namespaces/shop/scopecrashreports/web-0-a1",
+            200,
+            crash_json(
+                "shop",
+                "web-0-a1",
+                "web-0",
+                "2026-11-26T08:00:00Z",
+                "crash_here",
+            ),
+        )],
+    )
+    .await;
+    assert_eq!(r.unwrap(), 0);
+    assert_eq!(out2, out);
 }
 
 // ---------------------------------------------------------------- snapshot
