@@ -11,6 +11,39 @@ pub struct Ident {
     pub host: String,
     /// AppScope's event `id`: `<host>-<procname>-<cmd>`.
     pub id: String,
+    /// The four fields above as JSON string literals (quoted, escaped), built once so
+    /// every event envelope copies them instead of escaping them again.
+    json: [String; 4],
+}
+
+impl Ident {
+    pub fn new(procname: String, cmd: String, host: String, id: String) -> Ident {
+        let q = |v: &str| serde_json::to_string(v).unwrap_or_else(|_| "\"\"".into());
+        let json = [q(&procname), q(&cmd), q(&host), q(&id)];
+        Ident {
+            procname,
+            cmd,
+            host,
+            id,
+            json,
+        }
+    }
+    /// `procname` as a JSON string literal.
+    pub fn procname_json(&self) -> &str {
+        &self.json[0]
+    }
+    /// `cmd` as a JSON string literal.
+    pub fn cmd_json(&self) -> &str {
+        &self.json[1]
+    }
+    /// `host` as a JSON string literal.
+    pub fn host_json(&self) -> &str {
+        &self.json[2]
+    }
+    /// `id` as a JSON string literal.
+    pub fn id_json(&self) -> &str {
+        &self.json[3]
+    }
 }
 
 type Cached = Option<(u32, Arc<Ident>)>;
@@ -25,12 +58,12 @@ pub fn ident() -> Arc<Ident> {
     {
         return id.clone();
     }
-    let id = Arc::new(Ident {
-        procname: p.procname.clone(),
-        cmd: p.cmd.clone(),
-        host: p.host.clone(),
-        id: format!("{}-{}-{}", p.host, p.procname, p.cmd),
-    });
+    let id = Arc::new(Ident::new(
+        p.procname.clone(),
+        p.cmd.clone(),
+        p.host.clone(),
+        format!("{}-{}-{}", p.host, p.procname, p.cmd),
+    ));
     *CACHE.write().unwrap_or_else(|e| e.into_inner()) = Some((p.pid, id.clone()));
     id
 }

@@ -9,7 +9,7 @@ pub mod ident;
 pub mod sink;
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use regex::Regex;
 use serde_json::{Map, Value};
@@ -49,7 +49,7 @@ pub struct Filter {
 impl Filter {
     /// Match-everything filter.
     pub fn all() -> Self {
-        let a = Regex::new(".*").expect("static regex");
+        let a = cached_regex(".*").expect("static regex");
         Filter {
             name: a.clone(),
             field: a.clone(),
@@ -94,9 +94,9 @@ impl Default for Settings {
     fn default() -> Self {
         let mut filters: [Filter; 7] = std::array::from_fn(|_| Filter::all());
         filters[0].name =
-            Regex::new(scope_config::model::DEFAULT_LOGFILE_NAME).expect("static regex");
+            cached_regex(scope_config::model::DEFAULT_LOGFILE_NAME).expect("static regex");
         filters[1].name =
-            Regex::new(scope_config::model::DEFAULT_CONSOLE_NAME).expect("static regex");
+            cached_regex(scope_config::model::DEFAULT_CONSOLE_NAME).expect("static regex");
         Settings {
             enabled: true,
             watch: FILE | CONSOLE | NET | FS | DNS | HTTP,
@@ -136,7 +136,7 @@ pub fn settings_from_config(cfg: &scope_config::Config) -> (Settings, Vec<BadReg
         if w.enable {
             s.watch |= bit;
         }
-        let mut compile = |which: &'static str, pat: &str, dflt: &Regex| match Regex::new(pat) {
+        let mut compile = |which: &'static str, pat: &str, dflt: &Regex| match cached_regex(pat) {
             Ok(r) => r,
             Err(err) => {
                 bad.push(BadRegex {
@@ -155,7 +155,7 @@ pub fn settings_from_config(cfg: &scope_config::Config) -> (Settings, Vec<BadReg
             headers: w
                 .headers
                 .iter()
-                .filter_map(|h| Regex::new(h).ok())
+                .filter_map(|h| cached_regex(h).ok())
                 .collect(),
             allowbinary: w.allowbinary,
         };
@@ -164,31 +164,86 @@ pub fn settings_from_config(cfg: &scope_config::Config) -> (Settings, Vec<BadReg
     (s, bad)
 }
 
+/// Compiled regexes by pattern (the default config repeats `.*` and a few names; a
+/// `Regex` clone shares the compiled program). Bounded: cleared when it grows large.
+static REGEX_CACHE: Mutex<Vec<(String, Regex)>> = Mutex::new(Vec::new());
+const REGEX_CACHE_MAX: usize = 64;
+
+fn cached_regex(pat: &str) -> Result<Regex, regex::Error> {
+    if let Ok(c) = REGEX_CACHE.lock()
+        && let Some((_, r)) = c.iter().find(|(p, _)| p == pat)
+    {
+        return Ok(r.clone());
+    }
+    let r = Regex::new(pat)?;
+    if let Ok(mut c) = REGEX_CACHE.lock() {
+        if c.len() >= REGEX_CACHE_MAX {
+            c.clear();
+        }
+        c.push((pat.to_string(), r.clone()));
+    }
+    Ok(r)
+}
+
 static MASK: AtomicU32 = AtomicU32::new(0);
-static SETTINGS: RwLock<Option<Arc<Settings>>> = RwLock::new(None);
+
+/// The settings in effect: compiled on first use (regex compilation costs milliseconds,
+/// so the constructor only records the config and the category switches).
+enum Slot {
+    Empty,
+    Pending(Box<scope_config::Config>),
+    Ready(Arc<Settings>),
+}
+
+static SETTINGS: RwLock<Slot> = RwLock::new(Slot::Empty);
+/// Bumped on every `apply`/`on_config`, so a compilation that raced a newer config is
+/// not installed over it.
+static SETTINGS_GEN: AtomicU64 = AtomicU64::new(0);
 
 /// Apply new settings (takes effect for the very next call).
 pub fn apply(s: Settings) {
     MASK.store(if s.enabled { s.watch } else { 0 }, Relaxed);
     MAXEPS.store(s.maxeps, Relaxed);
-    *SETTINGS.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(s));
+    let mut slot = SETTINGS.write().unwrap_or_else(|e| e.into_inner());
+    SETTINGS_GEN.fetch_add(1, Relaxed);
+    *slot = Slot::Ready(Arc::new(s));
 }
 
-/// Compile and apply the config's event settings; returns the regexes that were
-/// rejected (the runtime may log them / put them in the status file).
-pub fn on_config(cfg: &scope_config::Config) -> Vec<BadRegex> {
-    let (s, bad) = settings_from_config(cfg);
-    apply(s);
-    bad
+/// The category switches of `cfg` (cheap: no regex compiled).
+pub fn watch_mask(cfg: &scope_config::Config) -> u32 {
+    CATS.iter()
+        .filter(|(_, t)| cfg.event.watch.get(*t).enable)
+        .fold(0, |m, (bit, _)| m | bit)
 }
 
-/// The settings in effect.
+/// Record the config's event settings. The switches and the rate limit take effect at
+/// once; the regex filters are compiled on first use (see [`settings`]). Bad regexes
+/// are reported by [`settings_from_config`] (the match-everything default is used).
+pub fn on_config(cfg: &scope_config::Config) {
+    let e = &cfg.event;
+    MASK.store(if e.enable { watch_mask(cfg) } else { 0 }, Relaxed);
+    MAXEPS.store(e.format.maxeventpersec, Relaxed);
+    let mut slot = SETTINGS.write().unwrap_or_else(|e| e.into_inner());
+    SETTINGS_GEN.fetch_add(1, Relaxed);
+    *slot = Slot::Pending(Box::new(cfg.clone()));
+}
+
+/// The settings in effect (compiles the pending config's filters on first call).
 pub fn settings() -> Arc<Settings> {
-    SETTINGS
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone()
-        .unwrap_or_else(|| Arc::new(Settings::default()))
+    let (cfg, generation) = {
+        let slot = SETTINGS.read().unwrap_or_else(|e| e.into_inner());
+        match &*slot {
+            Slot::Ready(s) => return s.clone(),
+            Slot::Empty => return Arc::new(Settings::default()),
+            Slot::Pending(c) => (c.clone(), SETTINGS_GEN.load(Relaxed)),
+        }
+    };
+    let s = Arc::new(settings_from_config(&cfg).0);
+    let mut slot = SETTINGS.write().unwrap_or_else(|e| e.into_inner());
+    if SETTINGS_GEN.load(Relaxed) == generation && matches!(&*slot, Slot::Pending(_)) {
+        *slot = Slot::Ready(s.clone());
+    }
+    s
 }
 
 /// Is event category `bit` on? (one relaxed load)
@@ -218,25 +273,41 @@ pub struct Event {
 }
 
 /// Pure: AppScope's envelope as one NDJSON line.
+///
+/// Written straight into one buffer (no `Value` tree, no copy of `data`); the bytes are
+/// those `serde_json` produces for the envelope as a `Value` (keys in sorted order).
 pub fn format_event(ev: &Event, id: &ident::Ident, pid: i64) -> String {
-    let v = serde_json::json!({
-        "type": "evt",
-        "id": id.id,
-        "_channel": ev.channel.to_string(),
-        "body": {
-            "sourcetype": ev.sourcetype,
-            "_time": ev.time,
-            "source": ev.source,
-            "host": id.host,
-            "proc": id.procname,
-            "cmd": id.cmd,
-            "pid": pid,
-            "data": Value::Object(ev.data.clone()),
+    fn put<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+        // Writing to a Vec cannot fail; a value that cannot be serialized becomes null.
+        if serde_json::to_writer(&mut *out, v).is_err() {
+            out.extend_from_slice(b"null");
         }
-    });
-    let mut s = v.to_string();
-    s.push('\n');
-    s
+    }
+    let mut out = Vec::with_capacity(
+        200 + id.id.len() + id.cmd.len() + id.host.len() + ev.source.len() + 64 * ev.data.len(),
+    );
+    out.extend_from_slice(b"{\"_channel\":\"");
+    out.extend_from_slice(ev.channel.to_string().as_bytes());
+    out.extend_from_slice(b"\",\"body\":{\"_time\":");
+    put(&mut out, &ev.time);
+    out.extend_from_slice(b",\"cmd\":");
+    out.extend_from_slice(id.cmd_json().as_bytes());
+    out.extend_from_slice(b",\"data\":");
+    put(&mut out, &ev.data);
+    out.extend_from_slice(b",\"host\":");
+    out.extend_from_slice(id.host_json().as_bytes());
+    out.extend_from_slice(b",\"pid\":");
+    put(&mut out, &pid);
+    out.extend_from_slice(b",\"proc\":");
+    out.extend_from_slice(id.procname_json().as_bytes());
+    out.extend_from_slice(b",\"source\":");
+    put(&mut out, &ev.source);
+    out.extend_from_slice(b",\"sourcetype\":");
+    put(&mut out, ev.sourcetype);
+    out.extend_from_slice(b"},\"id\":");
+    out.extend_from_slice(id.id_json().as_bytes());
+    out.extend_from_slice(b",\"type\":\"evt\"}\n");
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// The rate limiter's state for one second.
@@ -415,12 +486,12 @@ mod tests {
     use super::*;
 
     fn id() -> ident::Ident {
-        ident::Ident {
-            procname: "curl".into(),
-            cmd: "curl -s x".into(),
-            host: "h".into(),
-            id: "h-curl-curl -s x".into(),
-        }
+        ident::Ident::new(
+            "curl".into(),
+            "curl -s x".into(),
+            "h".into(),
+            "h-curl-curl -s x".into(),
+        )
     }
 
     #[test]
@@ -497,6 +568,62 @@ mod tests {
         assert_eq!(bad.len(), 1);
         assert_eq!((bad[0].category, bad[0].which), ("fs", "name"));
         assert!(s.filter(FS).name.is_match("anything"));
+    }
+
+    /// The envelope as a `serde_json::Value` (the straightforward formulation).
+    fn format_event_via_value(ev: &Event, id: &ident::Ident, pid: i64) -> String {
+        let v = serde_json::json!({
+            "type": "evt",
+            "id": id.id,
+            "_channel": ev.channel.to_string(),
+            "body": {
+                "sourcetype": ev.sourcetype,
+                "_time": ev.time,
+                "source": ev.source,
+                "host": id.host,
+                "proc": id.procname,
+                "cmd": id.cmd,
+                "pid": pid,
+                "data": Value::Object(ev.data.clone()),
+            }
+        });
+        format!("{v}\n")
+    }
+
+    #[test]
+    fn direct_envelope_matches_value_serialization() {
+        let id = ident::Ident::new(
+            "ngi\"nx".into(),
+            "nginx -g 'daemon off;' \u{7f}\t\u{e9}".into(),
+            "h\\ost".into(),
+            "h\\ost-ngi\"nx-nginx".into(),
+        );
+        let mut data = Map::new();
+        data.insert("net_peer_port".into(), Value::from(8080));
+        data.insert("http_target".into(), Value::from("/a?b=\"c\"\n"));
+        data.insert("duration".into(), Value::from(1.5));
+        data.insert(
+            "nested".into(),
+            serde_json::json!({"z": [1, null, true], "a": {}}),
+        );
+        for (time, data) in [
+            (1_764_147_600.123_456, data),
+            (0.0, Map::new()),
+            (f64::NAN, Map::new()),
+            (1e21, Map::new()),
+        ] {
+            let ev = Event {
+                sourcetype: "http",
+                source: "http.req\u{0}".into(),
+                channel: u64::MAX,
+                data,
+                time,
+            };
+            assert_eq!(
+                format_event(&ev, &id, -7),
+                format_event_via_value(&ev, &id, -7)
+            );
+        }
     }
 
     #[test]
