@@ -257,6 +257,7 @@ pub fn init() {
     let ok = catch_unwind(AssertUnwindSafe(|| {
         procinfo::init();
         transport::init();
+        transport::fds::pregrow_fd_table();
         let loaded = scope_config::load(&env_get);
         reporter::set_load_diagnostics(&loaded);
         publish_config(loaded.config, true);

@@ -361,7 +361,7 @@ pub(crate) fn at_exit() {
                 let _ = catch_unwind(crate::metrics::flush_period);
                 break;
             }
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
+            Err(_) if Instant::now() < deadline => std::thread::sleep(transport::EXIT_POLL),
             Err(_) => break,
         }
     }

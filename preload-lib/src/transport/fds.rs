@@ -61,6 +61,23 @@ pub fn high_base() -> c_int {
     (soft - 64).clamp(3, 1024 - 64) as c_int
 }
 
+/// Grows the kernel's fd table up to [`high_base`] now, while the process is still
+/// single-threaded (the constructor). Growing it later, once our thread shares the
+/// table, makes the kernel wait for an RCU grace period (~10 ms) inside the first
+/// `F_DUPFD` of [`adopt`]; that wait dominated the start of short processes.
+pub fn pregrow_fd_table() {
+    let _g = runtime::internal();
+    let base = high_base();
+    for src in 0..=2 {
+        // SAFETY: fcntl/close on a descriptor number we only duplicate and close again.
+        let high = unsafe { libc::fcntl(src, libc::F_DUPFD_CLOEXEC, base) };
+        if high >= 0 {
+            unsafe { libc::close(high) };
+            return;
+        }
+    }
+}
+
 /// Moves `fd` to a high number with `FD_CLOEXEC` and registers it. On success the
 /// original number is closed. On failure (no free slot, no free high number) `fd` is
 /// closed and `None` returned.

@@ -257,7 +257,12 @@ impl Link {
             match conn.write(&self.pending) {
                 WriteResult::Wrote(0) => return true,
                 WriteResult::Wrote(n) => {
-                    let done = self.pending[..n].iter().filter(|b| **b == b'\n').count() as u64;
+                    // Usually the whole buffer went out: no need to count its lines.
+                    let done = if n >= self.pending.len() {
+                        self.pending_lines
+                    } else {
+                        self.pending[..n].iter().filter(|b| **b == b'\n').count() as u64
+                    };
                     self.pending_lines = self.pending_lines.saturating_sub(done);
                     self.pending.drain(..n);
                     if self.pending.is_empty() {
@@ -579,6 +584,10 @@ pub fn try_status() -> Option<Vec<LinkStatus>> {
     )
 }
 
+/// How often the exit flush re-checks a busy lock or a pending write: short, because
+/// a short-lived process waits here (a 1 ms sleep became several ms on a loaded machine).
+pub const EXIT_POLL: Duration = Duration::from_micros(100);
+
 /// Bounded final flush (process exit): waits at most until `deadline` for the lock,
 /// then drains what it can.
 pub fn flush_until(deadline: Instant) {
@@ -606,7 +615,7 @@ pub fn flush_until(deadline: Instant) {
                     if (!more && !queued) || Instant::now() >= deadline {
                         return;
                     }
-                    std::thread::sleep(Duration::from_millis(1));
+                    std::thread::sleep(EXIT_POLL);
                 }
             }
             Err(std::sync::TryLockError::Poisoned(p)) => {
@@ -617,7 +626,7 @@ pub fn flush_until(deadline: Instant) {
                 if Instant::now() >= deadline {
                     return;
                 }
-                std::thread::sleep(Duration::from_millis(1));
+                std::thread::sleep(EXIT_POLL);
             }
         }
     }
