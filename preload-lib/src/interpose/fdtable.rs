@@ -7,7 +7,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Mutex;
 use std::sync::atomic::{
-    AtomicPtr, AtomicU8, AtomicU64,
+    AtomicPtr, AtomicU8, AtomicU64, AtomicUsize,
     Ordering::{Acquire, Relaxed, Release},
 };
 
@@ -85,6 +85,9 @@ pub const F_LOGFILE: u8 = 2;
 pub const F_LOGFILE_CHECKED: u8 = 4;
 pub const F_NOT_HTTP: u8 = 8;
 pub const F_ACCEPTED: u8 = 16;
+/// Opened before us (`Info::op == "inherited"`): kept as a flag so the console check on
+/// every write to fd 1/2 needs no lock.
+pub const F_INHERITED: u8 = 32;
 
 /// A pending HTTP request waiting for its response.
 #[derive(Debug, Clone, Default)]
@@ -169,7 +172,9 @@ impl Slot {
     /// Start tracking a newly opened fd.
     pub fn reset(&self, kind: Kind, info: Info, now_ns: u64) {
         self.kind.store(Kind::Unknown as u8, Release);
-        self.flags.store(0, Relaxed);
+        let inherited = info.op == "inherited";
+        self.flags
+            .store(if inherited { F_INHERITED } else { 0 }, Relaxed);
         self.channel.store(crate::events::new_channel(), Relaxed);
         self.opened_ns.store(now_ns, Relaxed);
         for c in [&self.rd_bytes, &self.rd_ops, &self.wr_bytes, &self.wr_ops] {
@@ -199,6 +204,9 @@ use std::sync::atomic::Ordering::AcqRel;
 
 static TABLE: [AtomicPtr<Slot>; MAX_FDS] =
     [const { AtomicPtr::new(std::ptr::null_mut()) }; MAX_FDS];
+/// One past the highest fd whose slot was ever allocated: scans stop there instead of
+/// walking (and faulting in) the whole 512 KiB table.
+static HIGH: AtomicUsize = AtomicUsize::new(0);
 
 /// The slot of `fd` if one was ever allocated.
 #[inline]
@@ -217,6 +225,8 @@ pub fn get_or_alloc(fd: i32) -> Option<&'static Slot> {
         return unsafe { p.as_ref() };
     }
     let fresh = Box::into_raw(Box::new(Slot::new()));
+    // fd >= 0 here (the table lookup succeeded).
+    HIGH.fetch_max(fd as usize + 1, AcqRel);
     match cell.compare_exchange(std::ptr::null_mut(), fresh, AcqRel, Acquire) {
         // SAFETY: we just published it; it is never freed.
         Ok(_) => unsafe { fresh.as_ref() },
@@ -264,7 +274,8 @@ pub fn dup(old: i32, new: i32, now_ns: u64) {
 /// Listening sockets (at most `max`), for `net.port`.
 pub fn listeners(max: usize) -> Vec<crate::metrics::Listener> {
     let mut v = Vec::new();
-    for (fd, cell) in TABLE.iter().enumerate() {
+    let high = HIGH.load(Acquire).min(MAX_FDS);
+    for (fd, cell) in TABLE[..high].iter().enumerate() {
         if v.len() >= max {
             break;
         }

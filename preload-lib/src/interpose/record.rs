@@ -624,7 +624,7 @@ pub fn data(fd: i32, dir: Dir, ret: isize, bufs: Bytes<'_>, t0: u64, op: &'stati
     }
     let n = ret as u64;
     let console = (fd == 1 || fd == 2) && dir == Dir::Write && !kind.is_socket() && {
-        kind != Kind::File || fdtable::get(fd).is_none_or(|s| s.info().op == "inherited")
+        kind != Kind::File || fdtable::get(fd).is_none_or(|s| s.has_flag(fdtable::F_INHERITED))
     };
     if console && events::want(events::CONSOLE) && n > 0 {
         let name = if fd == 1 { "stdout" } else { "stderr" };
