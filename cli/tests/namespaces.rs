@@ -16,9 +16,12 @@ fn ps_inspect_update_snapshot_across_mount_and_pid_namespaces() {
     // Build before any timed wait.
     let _ = scope_bin();
     let marker = format!("nsmarker{}", std::process::id());
+    // The library is opened before the private /tmp hides the checkout (which may itself
+    // live under /tmp), then copied into the namespace's own /tmp.
     let script = format!(
-        "mount -t tmpfs tmpfs /tmp && mkdir -p /tmp/st /tmp/cmd /tmp/crash && \
-         exec env LD_PRELOAD={} SCOPE_STATUS_DIR=/tmp/st SCOPE_CMD_DIR=/tmp/cmd SCOPE_SNAPSHOT_DIR=/tmp/crash \
+        "exec 3<{} && mount -t tmpfs tmpfs /tmp && cat <&3 >/tmp/libscope.so && exec 3<&- && \
+         mkdir -p /tmp/st /tmp/cmd /tmp/crash && \
+         exec env LD_PRELOAD=/tmp/libscope.so SCOPE_STATUS_DIR=/tmp/st SCOPE_CMD_DIR=/tmp/cmd SCOPE_SNAPSHOT_DIR=/tmp/crash \
          SCOPE_SUMMARY_PERIOD=1 SCOPE_CRIBL_ENABLE=false SCOPE_EVENT_DEST=file:///tmp/events.json \
          SCOPE_METRIC_DEST=file:///tmp/metrics.json /usr/bin/python3 -c 'import time; time.sleep(120)' {marker}",
         lib.display()
