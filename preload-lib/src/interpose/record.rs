@@ -357,20 +357,7 @@ pub fn close(fd: i32, op: &'static str) {
     let connected = peer.is_some() || !path.is_empty();
     if metrics::on(metrics::NET) && connected {
         if metrics::indiv(metrics::INDIV_NET_OPEN) {
-            let port = local.map_or(0, |a| i64::from(a.port()));
-            metrics::individual(&Metric {
-                name: "net.close",
-                kind: MK::Counter,
-                value: 1.0,
-                unit: "connection",
-                tags: vec![
-                    Tag::i("fd", i64::from(fd)),
-                    Tag::s("op", op),
-                    Tag::s("proto", kind.proto()),
-                    Tag::i("port", port),
-                ],
-                summary: false,
-            });
+            connection_metric("net.close", fd, op, kind, local);
         } else {
             AGG.net_close.add(1);
         }
@@ -449,6 +436,30 @@ pub fn socket(fd: i32, domain: i32, ty: i32) {
     }
 }
 
+/// The per-connection `net.open` / `net.close` metric line (verbosity that reports
+/// connections individually).
+fn connection_metric(
+    name: &'static str,
+    fd: i32,
+    op: &'static str,
+    kind: Kind,
+    local: Option<SocketAddr>,
+) {
+    metrics::individual(&Metric {
+        name,
+        kind: MK::Counter,
+        value: 1.0,
+        unit: "connection",
+        tags: vec![
+            Tag::i("fd", i64::from(fd)),
+            Tag::s("op", op),
+            Tag::s("proto", kind.proto()),
+            Tag::i("port", local.map_or(0, |a| i64::from(a.port()))),
+        ],
+        summary: false,
+    });
+}
+
 fn net_open_report(s: &Slot, fd: i32, kind: Kind, op: &'static str) {
     let (local, peer, path) = {
         let i = s.info();
@@ -456,20 +467,7 @@ fn net_open_report(s: &Slot, fd: i32, kind: Kind, op: &'static str) {
     };
     if metrics::on(metrics::NET) {
         if metrics::indiv(metrics::INDIV_NET_OPEN) {
-            let port = local.map_or(0, |a| i64::from(a.port()));
-            metrics::individual(&Metric {
-                name: "net.open",
-                kind: MK::Counter,
-                value: 1.0,
-                unit: "connection",
-                tags: vec![
-                    Tag::i("fd", i64::from(fd)),
-                    Tag::s("op", op),
-                    Tag::s("proto", kind.proto()),
-                    Tag::i("port", port),
-                ],
-                summary: false,
-            });
+            connection_metric("net.open", fd, op, kind, local);
         } else {
             AGG.net_open.add(1);
         }
