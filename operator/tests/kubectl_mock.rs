@@ -297,22 +297,27 @@ async fn crashes_all_namespaces_lists_newest_first() {
     assert_eq!(row2[6], "crash_here");
 }
 
+/// The one GET `crashes show web-0-a1 -n shop` makes, and its reply.
+fn show_web_0_a1() -> Vec<Exp> {
+    vec![exp(
+        "GET",
+        "/apis/appscope.dev/v1alpha1/namespaces/shop/scopecrashreports/web-0-a1",
+        200,
+        crash_json(
+            "shop",
+            "web-0-a1",
+            "web-0",
+            "2026-11-26T08:00:00Z",
+            "crash_here",
+        ),
+    )]
+}
+
 #[tokio::test]
 async fn crashes_show_prints_frames_and_files() {
     let (r, out) = exec(
         &["crashes", "show", "web-0-a1", "-n", "shop"],
-        vec![exp(
-            "GET",
-            "/apis/appscope.dev/v1alpha1/namespaces/shop/scopecrashreports/web-0-a1",
-            200,
-            crash_json(
-                "shop",
-                "web-0-a1",
-                "web-0",
-                "2026-11-26T08:00:00Z",
-                "crash_here",
-            ),
-        )],
+        show_web_0_a1(),
     )
     .await;
     assert_eq!(r.unwrap(), 0);
@@ -328,18 +333,7 @@ async fn crashes_show_prints_frames_and_files() {
     // The namespace may also come before `show`.
     let (r, out2) = exec(
         &["crashes", "-n", "shop", "show", "web-0-a1"],
-        vec![exp(
-            "GET",
-            "/apis/appscope.dev/v1alpha1/namespaces/shop/scopecrashreports/web-0-a1",
-            200,
-            crash_json(
-                "shop",
-                "web-0-a1",
-                "web-0",
-                "2026-11-26T08:00:00Z",
-                "crash_here",
-            ),
-        )],
+        show_web_0_a1(),
     )
     .await;
     assert_eq!(r.unwrap(), 0);
