@@ -92,10 +92,17 @@ enum Cmd {
             default_value = "/etc/appscope-default/scope.yml"
         )]
         default_config: PathBuf,
-        #[arg(long, env = "APPSCOPE_SYNC_INTERVAL", default_value = "5s", value_parser = duration)]
+        /// A pass also runs this often without any change (age-based retention).
+        #[arg(long, env = "APPSCOPE_SYNC_INTERVAL", default_value = "30s", value_parser = duration)]
         interval: Duration,
+        /// Changes within this many milliseconds are handled by one pass.
+        #[arg(long, env = "APPSCOPE_DEBOUNCE_MS", default_value_t = 500)]
+        debounce_ms: u64,
         #[arg(long, env = "APPSCOPE_LISTEN", default_value = "0.0.0.0:9465")]
         listen: SocketAddr,
+        /// Bytes of ScopeCrashReports (their `spec.files`) kept per namespace (0 = unlimited).
+        #[arg(long, env = "APPSCOPE_RETENTION_BYTES", default_value = "2G", value_parser = bytes)]
+        retention_bytes: u64,
         #[command(flatten)]
         retention: RetentionArgs,
     },
@@ -183,7 +190,9 @@ fn main() -> ExitCode {
             lease_duration,
             default_config,
             interval,
+            debounce_ms,
             listen,
+            retention_bytes,
             retention,
         } => {
             init_logs();
@@ -204,9 +213,10 @@ fn main() -> ExitCode {
                 lease_duration,
                 default_config,
                 interval,
+                debounce: Duration::from_millis(debounce_ms),
                 retention: node_agent::store::Retention {
                     max_reports: limit(retention.retention_count),
-                    max_bytes: None,
+                    max_bytes: limit(retention_bytes),
                     max_age: limit(retention.retention_age),
                 },
             };

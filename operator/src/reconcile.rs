@@ -1,15 +1,18 @@
 //! Pure reconcile decisions shared by the agent and the controller:
 //! which ScopeConfigs select a process, the desired overlay, the command to send given
-//! the config in effect, per-process state, ScopeConfig status aggregation, and
-//! per-namespace retention. No I/O here.
+//! the config in effect, per-process state, ScopeConfig status aggregation,
+//! per-namespace retention, and the controller's whole pass ([`plan_controller`]).
+//! No I/O here.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use node_agent::store::Retention;
 use scope_config::Config;
 use scope_config::settings::{self, Kind};
 
-use crate::crd::{Condition, ProcessCounts, ScopeConfig, ScopeConfigStatus};
+use crate::crd::{Condition, ProcessCounts, ScopeConfig, ScopeConfigStatus, ScopeCrashReport};
 
 // ------------------------------------------------------------------ selection
 
@@ -483,6 +486,23 @@ pub fn status_changed(current: Option<&ScopeConfigStatus>, computed: &ScopeConfi
 }
 
 // -------------------------------------------------------------------- retention
+//
+// Retention is one decision, [`retention_per_namespace`], over one kind of input,
+// [`RetainItem::of_crash_report`], with one set of limits (chart values
+// `crashReports.retention.{count,bytes,age}`, flags `--retention-count/-bytes/-age` of
+// both the agent and the controller):
+//
+// - the controller runs it over every ScopeCrashReport in the cluster and deletes the
+//   CRs it picks;
+// - each agent runs it over the reports of its own node in the store (the same items:
+//   it builds them from the ScopeCrashReport object of each stored report) and deletes
+//   the CR and then the files; it also deletes the files of a report whose CR is gone
+//   ([`files_without_report`]).
+//
+// A node's reports are a subset of the cluster's, and the decision is monotonic: a report
+// that is too old, or has `count` newer reports or more than `bytes` in newer reports
+// within its namespace on one node, has at least as many in the whole namespace. So an
+// agent never removes a report the controller would keep (see the `agent_subset` test).
 
 /// One crash report as retention sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -493,10 +513,35 @@ pub struct RetainItem {
     pub bytes: u64,
 }
 
-/// Reports to remove, applying `limits` to each namespace separately (oldest first).
+impl RetainItem {
+    /// The retention input of a ScopeCrashReport: its name, namespace, crash time
+    /// (`spec.time`, else its creation time, else `now`), and bytes (the sum of
+    /// `spec.files`, which are the stored files but `report.json`).
+    pub fn of_crash_report(r: &ScopeCrashReport, now: chrono::DateTime<chrono::Utc>) -> Self {
+        let time = chrono::DateTime::parse_from_rfc3339(&r.spec.time)
+            .map(|t| t.to_utc())
+            .ok()
+            .or_else(|| {
+                r.metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map(|t| crate::kubeapi::chrono_of(&t.0))
+            })
+            .unwrap_or(now);
+        RetainItem {
+            namespace: r.metadata.namespace.clone().unwrap_or_default(),
+            id: r.metadata.name.clone().unwrap_or_default(),
+            time,
+            bytes: r.spec.files.iter().map(|f| f.size).sum(),
+        }
+    }
+}
+
+/// Reports to remove, applying `limits` to each namespace separately (oldest first:
+/// everything older than `max_age`, then the oldest until count and bytes fit).
 pub fn retention_per_namespace(
     items: &[RetainItem],
-    limits: &node_agent::store::Retention,
+    limits: &Retention,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Vec<String> {
     type Entry = (String, chrono::DateTime<chrono::Utc>, u64);
@@ -511,4 +556,213 @@ pub fn retention_per_namespace(
         .values()
         .flat_map(|v| node_agent::store::plan_retention(v, limits, now))
         .collect()
+}
+
+/// Stored reports (by CR name) whose ScopeCrashReport is gone: the controller removed it
+/// past retention (or a user deleted it), so the agent removes the files too. Only
+/// reports the agent has seen published count (`published`), so a report whose CR is
+/// not created yet is never taken for one whose CR was deleted.
+pub fn files_without_report(
+    stored: &[String],
+    published: &BTreeSet<String>,
+    existing: &BTreeSet<String>,
+) -> Vec<String> {
+    stored
+        .iter()
+        .filter(|n| published.contains(*n) && !existing.contains(*n))
+        .cloned()
+        .collect()
+}
+
+// ------------------------------------------------------------ controller pass
+
+/// Annotation the webhook sets on injected pods.
+pub const INJECTED_ANNOTATION: &str = "appscope.dev/injected";
+pub use crate::kubeapi::{CONFIGMAP_KEY, CONFIGMAP_NAME, MANAGED_BY};
+
+/// Whether the webhook injected this pod.
+pub fn is_scoped(pod: &ObjectMeta) -> bool {
+    pod.annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(INJECTED_ANNOTATION))
+}
+
+/// Namespaces that need ConfigMap `appscope`: those with scoped pods or ScopeConfigs.
+pub fn namespaces_needing_config(
+    pods: &[&ObjectMeta],
+    configs: &[&ScopeConfig],
+) -> BTreeSet<String> {
+    pods.iter()
+        .filter(|p| is_scoped(p))
+        .filter_map(|p| p.namespace.clone())
+        .chain(configs.iter().filter_map(|c| c.metadata.namespace.clone()))
+        .collect()
+}
+
+/// Scoped pods of `sc`'s namespace its selector matches.
+pub fn matched_pods(sc: &ScopeConfig, pods: &[&ObjectMeta]) -> i64 {
+    let empty = BTreeMap::new();
+    pods.iter()
+        .filter(|p| p.namespace.is_some() && p.namespace == sc.metadata.namespace && is_scoped(p))
+        .filter(|p| selector_matches(&sc.spec.selector, p.labels.as_ref().unwrap_or(&empty)))
+        .count() as i64
+}
+
+/// What to do with ConfigMap `appscope` of one namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigMapAction {
+    Create,
+    /// Ours, with other data: server-side apply the data.
+    Update,
+    Unchanged,
+    /// Exists without our label: the user's (`appscope.dev/config` may name it); left alone.
+    UserOwned,
+}
+
+/// Decide for one namespace from the ConfigMap `appscope` there, if any.
+pub fn configmap_action(existing: Option<&ConfigMap>, scope_yml: &str) -> ConfigMapAction {
+    let Some(cm) = existing else {
+        return ConfigMapAction::Create;
+    };
+    let ours = cm
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(MANAGED_BY.0))
+        .is_some_and(|v| v == MANAGED_BY.1);
+    if !ours {
+        return ConfigMapAction::UserOwned;
+    }
+    let current = cm.data.as_ref().and_then(|d| d.get(CONFIGMAP_KEY));
+    let only_key = cm.data.as_ref().is_some_and(|d| d.len() == 1);
+    if current.map(String::as_str) == Some(scope_yml) && only_key {
+        ConfigMapAction::Unchanged
+    } else {
+        ConfigMapAction::Update
+    }
+}
+
+/// What the controller sees: the reflectors' stores.
+#[derive(Debug, Clone, Default)]
+pub struct ControllerView<'a> {
+    /// Pod metadata (all namespaces).
+    pub pods: Vec<&'a ObjectMeta>,
+    pub configs: Vec<&'a ScopeConfig>,
+    /// ConfigMaps named `appscope` (all namespaces).
+    pub configmaps: Vec<&'a ConfigMap>,
+    pub reports: Vec<&'a ScopeCrashReport>,
+}
+
+/// One ConfigMap write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigMapWrite {
+    pub namespace: String,
+    /// `Create` or `Update`.
+    pub action: ConfigMapAction,
+}
+
+/// One ScopeConfig status write (the controller's fields).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusWrite {
+    pub namespace: String,
+    pub name: String,
+    pub status: ScopeConfigStatus,
+}
+
+/// Everything one controller pass writes, in order: ConfigMaps by namespace, then
+/// ScopeConfig statuses by namespace and name, then ScopeCrashReport deletions.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ControllerPlan {
+    pub configmaps: Vec<ConfigMapWrite>,
+    /// Namespaces whose `appscope` ConfigMap is the user's (left alone).
+    pub user_owned: Vec<String>,
+    pub statuses: Vec<StatusWrite>,
+    /// `(namespace, name)` of ScopeCrashReports past retention.
+    pub deletes: Vec<(String, String)>,
+}
+
+impl ControllerPlan {
+    pub fn is_empty(&self) -> bool {
+        self.configmaps.is_empty() && self.statuses.is_empty() && self.deletes.is_empty()
+    }
+}
+
+/// RFC 3339 UTC with seconds, as conditions carry it.
+pub fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The controller's pass (pure): ConfigMaps to create or update, ScopeConfig statuses
+/// that changed, and ScopeCrashReports past retention. Nothing to write when nothing
+/// changed.
+pub fn plan_controller(
+    view: &ControllerView,
+    scope_yml: &str,
+    limits: &Retention,
+    now: chrono::DateTime<chrono::Utc>,
+) -> ControllerPlan {
+    let mut plan = ControllerPlan::default();
+    for ns in namespaces_needing_config(&view.pods, &view.configs) {
+        let existing = view
+            .configmaps
+            .iter()
+            .find(|c| {
+                c.metadata.namespace.as_deref() == Some(ns.as_str())
+                    && c.metadata.name.as_deref() == Some(CONFIGMAP_NAME)
+            })
+            .copied();
+        match configmap_action(existing, scope_yml) {
+            ConfigMapAction::Unchanged => {}
+            ConfigMapAction::UserOwned => plan.user_owned.push(ns),
+            action => plan.configmaps.push(ConfigMapWrite {
+                namespace: ns,
+                action,
+            }),
+        }
+    }
+
+    let stamp = rfc3339(now);
+    let mut configs: Vec<&ScopeConfig> = view
+        .configs
+        .iter()
+        .filter(|c| c.metadata.deletion_timestamp.is_none())
+        .copied()
+        .collect();
+    configs.sort_by(|a, b| {
+        (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
+    });
+    for sc in configs {
+        let computed =
+            aggregate_status(sc, matched_pods(sc, &view.pods), sc.status.as_ref(), &stamp);
+        if status_changed(sc.status.as_ref(), &computed) {
+            plan.statuses.push(StatusWrite {
+                namespace: sc.metadata.namespace.clone().unwrap_or_default(),
+                name: sc.metadata.name.clone().unwrap_or_default(),
+                status: computed,
+            });
+        }
+    }
+
+    // Names are unique per namespace only: key the items by `namespace/name`.
+    let items: Vec<RetainItem> = view
+        .reports
+        .iter()
+        .filter(|r| r.metadata.deletion_timestamp.is_none())
+        .map(|r| {
+            let mut i = RetainItem::of_crash_report(r, now);
+            i.id = format!("{}/{}", i.namespace, i.id);
+            i
+        })
+        .collect();
+    let mut deletes: Vec<(String, String)> = retention_per_namespace(&items, limits, now)
+        .into_iter()
+        .filter_map(|id| {
+            id.split_once('/')
+                .map(|(ns, name)| (ns.to_string(), name.to_string()))
+        })
+        .collect();
+    deletes.sort();
+    deletes.dedup();
+    plan.deletes = deletes;
+    plan
 }
