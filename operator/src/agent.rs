@@ -1,7 +1,9 @@
 //! `appscope-operator agent`: the node agent's Kubernetes side on top of the node-agent
-//! core. Each cycle it lists this node's pods (field selector `spec.nodeName`) and all
-//! ScopeConfigs and ScopeSnapshots, then for every pod with an `appscope` emptyDir under
-//! the kubelet root:
+//! core. Reflectors ([`crate::watch`]) keep this node's pods (field selector
+//! `spec.nodeName`) and all ScopeConfigs and ScopeSnapshots in memory; a cycle runs every
+//! `interval` (process scan, crash collection and status files are filesystem based) and,
+//! debounced, soon after any watched object changes. Each cycle reads the stores, then
+//! for every pod with an `appscope` emptyDir under the kubelet root:
 //! - moves complete crash bundles into the store (node-agent `Store::ingest`), creates a
 //!   ScopeCrashReport and a `ScopedProcessCrashed` Event;
 //! - drives each process's config in effect to baseline + overlays with command files
@@ -10,15 +12,18 @@
 //! - exports transport state as metrics;
 //! - runs ScopeSnapshots of pods on this node;
 //! - applies retention per namespace to store files and their ScopeCrashReports.
+//!
+//! What the agent set in each process (to revert it later) is persisted in a state file
+//! ([`crate::agentstate`]) so a restart does not forget it.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event, Pod};
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use kube::{Client, ResourceExt};
 use node_agent::bundle;
 use node_agent::store::{Ingested, Origin, ProcContext, Retention, Store, StoredReport};
@@ -29,9 +34,14 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use scope_config::Config;
 
+use crate::agentstate::{self, ProcKey, StateFile};
 use crate::crd::*;
 use crate::kubeapi;
-use crate::reconcile::{self, ProcMemory, ProcState};
+use crate::reconcile::{self, ProcState};
+use crate::watch::Stores;
+
+/// Wait after a watch event before running the cycle, so a burst of changes runs it once.
+pub const DEBOUNCE: Duration = Duration::from_millis(200);
 
 /// Agent settings (see docs/reference/operator.md).
 #[derive(Debug, Clone)]
@@ -43,6 +53,8 @@ pub struct AgentConfig {
     pub summary_period: Duration,
     pub retention: Retention,
     pub proc_root: PathBuf,
+    /// Persisted per-process memory (default `<store>/.agent/<node>.json`).
+    pub state_file: PathBuf,
 }
 
 /// Directory of one pod's `appscope` emptyDir on the host.
@@ -213,9 +225,14 @@ pub struct Shared {
 pub struct Agent {
     pub cfg: AgentConfig,
     client: Client,
+    stores: Stores,
     store: Store,
-    memory: HashMap<(String, String, i64), ProcMemory>,
+    memory: agentstate::Memory,
+    state: StateFile,
     reported: HashSet<String>,
+    /// ScopeSnapshots (by UID) this agent finished; guards against running one twice
+    /// when a cycle comes before the watch shows the status it wrote.
+    snapshots_done: HashSet<String>,
     pub metrics: ClusterMetrics,
     pub core_metrics: node_agent::api::AgentMetrics,
     pub shared: Arc<Shared>,
@@ -228,37 +245,49 @@ fn parse_ms(rfc3339: &str) -> Option<i64> {
 }
 
 impl Agent {
-    pub fn new(cfg: AgentConfig, client: Client) -> Result<Agent, node_agent::Error> {
+    /// An agent reading the cluster from `stores`; loads the persisted memory.
+    pub fn new(
+        cfg: AgentConfig,
+        client: Client,
+        stores: Stores,
+    ) -> Result<Agent, node_agent::Error> {
         let store = Store::open(&cfg.store)?;
+        let mut state = StateFile::new(cfg.state_file.clone(), &cfg.node);
+        let memory = state.load();
+        if !memory.is_empty() {
+            tracing::info!(processes = memory.len(), file = %state.path.display(), "loaded agent state");
+        }
         Ok(Agent {
             cfg,
             client,
+            stores,
             store,
-            memory: HashMap::new(),
+            memory,
+            state,
             reported: HashSet::new(),
+            snapshots_done: HashSet::new(),
             metrics: ClusterMetrics::default(),
             core_metrics: node_agent::api::AgentMetrics::default(),
             shared: Arc::new(Shared::default()),
         })
     }
 
-    /// One full cycle. Errors of single objects are logged and counted, not fatal.
-    pub async fn cycle(&mut self) -> Result<(), kubeapi::ApiError> {
+    /// The persisted memory (for tests and the API).
+    pub fn memory(&self) -> &agentstate::Memory {
+        &self.memory
+    }
+
+    /// One full cycle over the stores' current content. Errors of single objects are
+    /// logged and counted, not fatal.
+    pub async fn cycle(&mut self) {
         let started = std::time::Instant::now();
-        let node = self.cfg.node.clone();
-        let pods: Api<Pod> = Api::all(self.client.clone());
-        let pods = pods
-            .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
-            .await?
-            .items;
-        let configs: Vec<ScopeConfig> = Api::<ScopeConfig>::all(self.client.clone())
-            .list(&ListParams::default())
-            .await?
-            .items;
-        let snapshots: Vec<ScopeSnapshot> = Api::<ScopeSnapshot>::all(self.client.clone())
-            .list(&ListParams::default())
-            .await?
-            .items;
+        let mut pods = self.stores.pods.state();
+        let mut configs = self.stores.configs.state();
+        let mut snapshots = self.stores.snapshots.state();
+        // Store order is a hash map's: sort for a stable order of work and writes.
+        pods.sort_by_key(|p| (p.namespace(), p.name_any()));
+        configs.sort_by_key(|c| (c.namespace(), c.name_any()));
+        snapshots.sort_by_key(|s| (s.namespace(), s.name_any()));
 
         // Per ScopeConfig (ns/name): pods matched on this node, process states, errors.
         let mut per_config: PerConfig = BTreeMap::new();
@@ -269,7 +298,7 @@ impl Agent {
         self.metrics.transport_dropped.clear();
         let now_ms = chrono::Utc::now().timestamp_millis();
         let period_ms = self.cfg.summary_period.as_millis() as i64;
-        for pod in &pods {
+        for pod in pods.iter().map(|p| &**p) {
             let (Some(uid), Some(ns)) = (
                 pod.metadata.uid.as_deref(),
                 pod.metadata.namespace.as_deref(),
@@ -290,6 +319,7 @@ impl Agent {
                 // config reconcile from status files
                 let selecting: Vec<&ScopeConfig> = configs
                     .iter()
+                    .map(|sc| &**sc)
                     .filter(|sc| reconcile::selects(sc, ns, &labels, &container))
                     .collect();
                 let desired = reconcile::desired_overlay(&selecting);
@@ -311,7 +341,12 @@ impl Agent {
                     if now_ms - updated_ms > 3 * period_ms + 2_000 {
                         continue;
                     }
-                    let key = (uid.to_string(), container.clone(), st.pid);
+                    let key = ProcKey {
+                        pod_uid: uid.to_string(),
+                        container: container.clone(),
+                        pid: st.pid,
+                        started: st.started.clone(),
+                    };
                     seen.insert(key.clone());
                     for i in &st.interfaces {
                         let l = TransportLabels {
@@ -397,7 +432,10 @@ impl Agent {
                 }
             }
         }
-        self.memory.retain(|k, _| seen.contains(k));
+        agentstate::prune(&mut self.memory, &seen);
+        if let Err(e) = self.state.save(&self.memory) {
+            tracing::warn!(error = %e, "could not save agent state");
+        }
         *self
             .shared
             .processes
@@ -411,7 +449,6 @@ impl Agent {
         self.metrics
             .cycle_seconds
             .set(started.elapsed().as_secs_f64());
-        Ok(())
     }
 
     async fn collect_crashes(
@@ -522,7 +559,7 @@ impl Agent {
         }
     }
 
-    async fn write_node_statuses(&self, configs: &[ScopeConfig], per_config: &PerConfig) {
+    async fn write_node_statuses(&self, configs: &[Arc<ScopeConfig>], per_config: &PerConfig) {
         let node = &self.cfg.node;
         for sc in configs {
             let ns = sc.namespace().unwrap_or_default();
@@ -574,12 +611,17 @@ impl Agent {
         }
     }
 
-    async fn run_snapshots(&mut self, pods: &[Pod], snapshots: &[ScopeSnapshot]) {
+    async fn run_snapshots(&mut self, pods: &[Arc<Pod>], snapshots: &[Arc<ScopeSnapshot>]) {
+        let uid_of = |s: &ScopeSnapshot| s.metadata.uid.clone().unwrap_or_else(|| s.name_any());
+        // Forget finished snapshots once their objects are gone.
+        let present: HashSet<String> = snapshots.iter().map(|s| uid_of(s)).collect();
+        self.snapshots_done.retain(|u| present.contains(u));
         for snap in snapshots {
             let done = snap.status.as_ref().is_some_and(|s| {
                 matches!(s.phase, SnapshotPhase::Complete | SnapshotPhase::Failed)
             });
-            if done {
+            let uid = uid_of(snap);
+            if done || self.snapshots_done.contains(&uid) {
                 continue;
             }
             let ns = snap.namespace().unwrap_or_default();
@@ -589,14 +631,20 @@ impl Agent {
             }) else {
                 continue; // not on this node
             };
+            tracing::info!(snapshot = %snap.name_any(), namespace = %ns, pod = %snap.spec.pod, "taking snapshot");
             let status = crate::snapshot::run(&self.cfg, &self.store, pod, snap).await;
             self.core_metrics.snapshots.inc();
             let api: Api<ScopeSnapshot> = Api::namespaced(self.client.clone(), &ns);
-            if let Err(e) =
-                kubeapi::apply_snapshot_status(&api, &snap.name_any(), &self.cfg.node, &status)
-                    .await
+            match kubeapi::apply_snapshot_status(&api, &snap.name_any(), &self.cfg.node, &status)
+                .await
             {
-                tracing::warn!(snapshot = %snap.name_any(), error = %e, "could not write snapshot status");
+                Ok(()) => {
+                    tracing::info!(snapshot = %snap.name_any(), phase = ?status.phase, path = ?status.report_path, "snapshot status written");
+                    self.snapshots_done.insert(uid);
+                }
+                Err(e) => {
+                    tracing::warn!(snapshot = %snap.name_any(), error = %e, "could not write snapshot status (will retry)")
+                }
             }
         }
     }
@@ -642,13 +690,16 @@ impl Agent {
     }
 }
 
-/// Run the agent until the process is stopped: HTTP server plus the cycle loop.
+/// Run the agent until the process is stopped: reflectors, HTTP server, and the cycle
+/// loop. `/readyz` answers 503 until all three stores have had their initial list and
+/// the first cycle ran.
 pub async fn run(
     cfg: AgentConfig,
     client: Client,
     listen: std::net::SocketAddr,
 ) -> anyhow::Result<()> {
-    let mut agent = Agent::new(cfg.clone(), client)?;
+    let mut watches = crate::watch::start(client.clone(), &cfg.node);
+    let mut agent = Agent::new(cfg.clone(), client, watches.stores.clone())?;
     let mut registry = Registry::default();
     agent.core_metrics.register(&mut registry);
     agent.metrics.register(&mut registry);
@@ -676,17 +727,38 @@ pub async fn run(
         }),
     ));
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    tracing::info!(addr = %listener.local_addr()?, node = %cfg.node, "agent listening");
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    tracing::info!(addr = %listener.local_addr()?, node = %cfg.node, state = %cfg.state_file.display(), "agent listening");
+    let mut server = tokio::spawn(async move { axum::serve(listener, app).await });
     agent.publish_pending().await;
-    loop {
-        match agent.cycle().await {
-            Ok(()) => ready.store(true, Ordering::Relaxed),
-            Err(e) => tracing::warn!(error = %e, "agent cycle failed"),
+
+    // Initial sync of the three reflectors (watch errors are retried inside).
+    tokio::select! {
+        synced = watches.stores.wait_until_ready() => {
+            if !synced {
+                anyhow::bail!("a watch ended before its initial list");
+            }
         }
+        r = &mut server => anyhow::bail!("HTTP server stopped: {r:?}"),
+    }
+    tracing::info!("pods, ScopeConfigs and ScopeSnapshots synced");
+    loop {
+        agent.cycle().await;
+        ready.store(true, Ordering::Relaxed);
         if server.is_finished() {
             anyhow::bail!("HTTP server stopped");
         }
-        tokio::time::sleep(cfg.interval).await;
+        wait_for_work(&mut watches.changes, cfg.interval).await;
+    }
+}
+
+/// Wait for the next cycle: `interval`, or a watch change followed by [`DEBOUNCE`] (and
+/// the changes that came meanwhile), whichever is first.
+pub async fn wait_for_work(changes: &mut tokio::sync::mpsc::Receiver<()>, interval: Duration) {
+    tokio::select! {
+        _ = tokio::time::sleep(interval) => {}
+        Some(()) = changes.recv() => {
+            tokio::time::sleep(DEBOUNCE).await;
+            while changes.try_recv().is_ok() {}
+        }
     }
 }

@@ -62,6 +62,11 @@ enum Cmd {
             default_value = "/var/lib/appscope/reports"
         )]
         store: PathBuf,
+        /// Where the agent persists what it set in each process (to revert it after a
+        /// restart) [default: <store>/.agent/<node>.json].
+        #[arg(long, env = "APPSCOPE_AGENT_STATE")]
+        state_file: Option<PathBuf>,
+        /// Period of the process scan; watch events also start a cycle (debounced).
         #[arg(long, env = "APPSCOPE_SCAN_INTERVAL", default_value = "2s", value_parser = duration)]
         interval: Duration,
         #[arg(long, env = "APPSCOPE_SUMMARY_PERIOD", default_value = "10s", value_parser = duration)]
@@ -159,13 +164,17 @@ fn main() -> ExitCode {
             listen,
             kubelet_root,
             store,
+            state_file,
             interval,
             summary_period,
             retention_bytes,
             retention,
         } => {
             init_logs();
+            let state_file = state_file
+                .unwrap_or_else(|| appscope_operator::agentstate::default_path(&store, &node_name));
             let cfg = appscope_operator::agent::AgentConfig {
+                state_file,
                 node: node_name,
                 kubelet_root,
                 store,
