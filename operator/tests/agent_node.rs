@@ -2,13 +2,20 @@
 //! API fixture (serving the pods and CRs defined here, recording writes), a faked kubelet
 //! root, and real processes scoped with libscope.so under `unshare --pid`.
 //!
-//! Checks: a crash ends up in the store with report.json, a ScopeCrashReport POST and an
-//! Event; a ScopeConfig leads to a command file the process applies, and a status entry
-//! written by SSA with the agent's field manager; deleting the ScopeConfig reverts it.
+//! The fixture serves lists and streaming watches (`watch=true&resourceVersion=N`, with
+//! the events after N), as the agent's reflectors need them.
+//!
+//! Checks: `/readyz` waits for the initial sync of all watches; a crash ends up in the
+//! store with report.json, a ScopeCrashReport POST and an Event; a ScopeConfig leads to a
+//! command file the process applies, and a status entry written by SSA with the agent's
+//! field manager; a ScopeSnapshot of the pod is taken into the store and its status
+//! patched Complete with node, reportPath and files (Failed with a message for a pid that
+//! does not exist), once; deleting the ScopeConfig reverts it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,7 +23,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, State};
 use axum::http::{Method, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 const UID: &str = "1f3c2a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b";
@@ -28,19 +35,136 @@ struct Recorded {
     body: Value,
 }
 
-#[derive(Clone, Default)]
+/// One watch event of the fixture: resource version, resource (plural), event JSON.
+type WatchEvent = (u64, &'static str, Value);
+
+#[derive(Clone)]
 struct Fixture {
     configs: Arc<Mutex<Vec<Value>>>,
+    snapshots: Arc<Mutex<Vec<Value>>>,
     log: Arc<Mutex<Vec<Recorded>>>,
+    rv: Arc<AtomicU64>,
+    history: Arc<Mutex<Vec<WatchEvent>>>,
+    events: tokio::sync::broadcast::Sender<WatchEvent>,
+    /// While set, the ScopeSnapshot list is not answered (initial sync pending).
+    hold_snapshot_list: Arc<AtomicBool>,
 }
 
-fn list(kind: &str, api_version: &str, items: Vec<Value>) -> Value {
-    json!({"apiVersion": api_version, "kind": format!("{kind}List"), "metadata": {"resourceVersion": "1"}, "items": items})
+impl Default for Fixture {
+    fn default() -> Fixture {
+        Fixture {
+            configs: Default::default(),
+            snapshots: Default::default(),
+            log: Default::default(),
+            rv: Arc::new(AtomicU64::new(10)),
+            history: Default::default(),
+            events: tokio::sync::broadcast::channel(64).0,
+            hold_snapshot_list: Default::default(),
+        }
+    }
+}
+
+impl Fixture {
+    /// Give `obj` a new resourceVersion and publish a watch event of it.
+    fn publish(&self, resource: &'static str, type_: &str, obj: &mut Value) {
+        let rv = self.rv.fetch_add(1, Ordering::SeqCst) + 1;
+        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let ev = (rv, resource, json!({"type": type_, "object": obj.clone()}));
+        self.history.lock().unwrap().push(ev.clone());
+        let _ = self.events.send(ev);
+    }
+
+    fn add(&self, resource: &'static str, mut obj: Value) {
+        self.publish(resource, "ADDED", &mut obj);
+        self.objects(resource).lock().unwrap().push(obj);
+    }
+
+    fn delete(&self, resource: &'static str, name: &str) {
+        let mut objs = self.objects(resource).lock().unwrap();
+        if let Some(i) = objs.iter().position(|o| o["metadata"]["name"] == name) {
+            let mut obj = objs.remove(i);
+            self.publish(resource, "DELETED", &mut obj);
+        }
+    }
+
+    fn objects(&self, resource: &str) -> &Arc<Mutex<Vec<Value>>> {
+        if resource == "scopeconfigs" {
+            &self.configs
+        } else {
+            &self.snapshots
+        }
+    }
+
+    fn status_patches(&self, resource: &str, name: &str) -> Vec<Recorded> {
+        let path = format!("/{resource}/{name}/status");
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.method == "PATCH" && r.uri.split('?').next().unwrap().ends_with(&path))
+            .cloned()
+            .collect()
+    }
+}
+
+fn list(kind: &str, api_version: &str, rv: u64, items: Vec<Value>) -> Value {
+    json!({"apiVersion": api_version, "kind": format!("{kind}List"), "metadata": {"resourceVersion": rv.to_string()}, "items": items})
+}
+
+fn resource_of(path: &str) -> Option<&'static str> {
+    match path {
+        "/api/v1/pods" => Some("pods"),
+        "/apis/appscope.dev/v1alpha1/scopeconfigs" => Some("scopeconfigs"),
+        "/apis/appscope.dev/v1alpha1/scopesnapshots" => Some("scopesnapshots"),
+        _ => None,
+    }
+}
+
+fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+}
+
+/// A streaming watch of `resource`: the events after `since`, then live ones, one JSON
+/// object a line, open until the fixture goes away.
+fn watch_response(f: &Fixture, resource: &'static str, since: u64) -> Response {
+    let rx = f.events.subscribe();
+    let backlog: Vec<Value> = f
+        .history
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(rv, r, _)| *rv > since && *r == resource)
+        .map(|(_, _, e)| e.clone())
+        .collect();
+    let last = f.rv.load(Ordering::SeqCst).max(since);
+    let live = futures::stream::unfold(rx, move |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok((rv, r, ev)) if r == resource && rv > last => return Some((ev, rx)),
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    use futures::StreamExt;
+    let body = futures::stream::iter(backlog)
+        .chain(live)
+        .map(|ev| Ok::<_, std::io::Error>(Bytes::from(format!("{ev}\n"))));
+    (
+        StatusCode::OK,
+        [("content-type", "application/json")],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
 }
 
 fn pod() -> Value {
     json!({"apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "web-1", "namespace": "shop", "uid": UID, "labels": {"app": "web"},
+        "metadata": {"name": "web-1", "namespace": "shop", "uid": UID, "labels": {"app": "web"}, "resourceVersion": "3",
                      "annotations": {"appscope.dev/injected": "v0.1.0 app"}},
         "spec": {"nodeName": "node-1", "containers": [{"name": "app", "image": "registry.example/web:1.2"}]},
         "status": {"phase": "Running"}})
@@ -57,7 +181,7 @@ async fn handle(
     method: Method,
     OriginalUri(uri): OriginalUri,
     body: Bytes,
-) -> impl IntoResponse {
+) -> Response {
     let body_v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     f.log.lock().unwrap().push(Recorded {
         method: method.to_string(),
@@ -71,37 +195,70 @@ async fn handle(
             [("content-type", "application/json")],
             v.to_string(),
         )
+            .into_response()
     };
-    match (method.as_str(), path) {
-        ("GET", "/api/v1/pods") => reply(200, list("Pod", "v1", vec![pod()])),
-        ("GET", "/apis/appscope.dev/v1alpha1/scopeconfigs") => reply(
-            200,
-            list(
-                "ScopeConfig",
-                "appscope.dev/v1alpha1",
-                f.configs.lock().unwrap().clone(),
-            ),
-        ),
-        ("GET", "/apis/appscope.dev/v1alpha1/scopesnapshots") => {
-            reply(200, list("ScopeSnapshot", "appscope.dev/v1alpha1", vec![]))
+    let query = uri.query().unwrap_or("");
+    if method == Method::GET
+        && let Some(resource) = resource_of(path)
+    {
+        if query_param(query, "watch") == Some("true") {
+            let since = query_param(query, "resourceVersion")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            return watch_response(&f, resource, since);
         }
-        ("PATCH", p)
-            if p.starts_with("/apis/appscope.dev/v1alpha1/namespaces/shop/scopeconfigs/") =>
-        {
-            // Keep the applied status, as the API server would (SSA of the node's entry).
-            let mut configs = f.configs.lock().unwrap();
-            let name = p
-                .trim_end_matches("/status")
-                .rsplit('/')
-                .next()
-                .unwrap_or_default()
-                .to_string();
-            match configs
+        if resource == "scopesnapshots" {
+            while f.hold_snapshot_list.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        // The version read before the items: a watch from it misses nothing.
+        let rv = f.rv.load(Ordering::SeqCst);
+        return match resource {
+            "pods" => reply(200, list("Pod", "v1", rv, vec![pod()])),
+            "scopeconfigs" => reply(
+                200,
+                list(
+                    "ScopeConfig",
+                    "appscope.dev/v1alpha1",
+                    rv,
+                    f.configs.lock().unwrap().clone(),
+                ),
+            ),
+            _ => reply(
+                200,
+                list(
+                    "ScopeSnapshot",
+                    "appscope.dev/v1alpha1",
+                    rv,
+                    f.snapshots.lock().unwrap().clone(),
+                ),
+            ),
+        };
+    }
+    let status_target = path
+        .strip_prefix("/apis/appscope.dev/v1alpha1/namespaces/shop/")
+        .and_then(|p| p.strip_suffix("/status"))
+        .and_then(|p| p.split_once('/'))
+        .and_then(|(res, name)| {
+            ["scopeconfigs", "scopesnapshots"]
+                .into_iter()
+                .find(|r| *r == res)
+                .map(|r| (r, name.to_string()))
+        });
+    match (method.as_str(), path) {
+        ("PATCH", _) if status_target.is_some() => {
+            // Keep the applied status, as the API server would (SSA of the node's entry,
+            // or of the snapshot's status), and tell the watchers.
+            let (resource, name) = status_target.unwrap();
+            let mut objs = f.objects(resource).lock().unwrap();
+            match objs
                 .iter_mut()
                 .find(|c| c["metadata"]["name"] == name.as_str())
             {
                 Some(c) => {
                     c["status"] = body_v["status"].clone();
+                    f.publish(resource, "MODIFIED", c);
                     reply(200, c.clone())
                 }
                 None => reply(
@@ -254,28 +411,55 @@ fn agent_collects_crashes_and_drives_config() {
     );
 
     let port = free_port();
-    let mut agent_cmd = Command::new(&agent_bin);
-    agent_cmd
-        .args([
-            "agent",
-            "--node-name",
-            "node-1",
-            "--interval",
-            "1s",
-            "--summary-period",
-            "1s",
-        ])
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--kubelet-root")
-        .arg(&kubelet)
-        .arg("--store")
-        .arg(&store)
-        .env("KUBECONFIG", &kubeconfig)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    let _agent = Proc(agent_cmd.spawn().unwrap());
+    let agent_cmd = || {
+        let mut agent_cmd = Command::new(&agent_bin);
+        agent_cmd
+            .args([
+                "agent",
+                "--node-name",
+                "node-1",
+                "--interval",
+                "1s",
+                "--summary-period",
+                "1s",
+            ])
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--kubelet-root")
+            .arg(&kubelet)
+            .arg("--store")
+            .arg(&store)
+            .env("KUBECONFIG", &kubeconfig)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        agent_cmd
+    };
+    // 0. Not ready before every watch had its initial list.
+    fixture.hold_snapshot_list.store(true, Ordering::SeqCst);
+    let agent = Proc(agent_cmd().spawn().unwrap());
+    let status_line = |path: &str| {
+        http_get(port, path)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    wait_for("the agent's HTTP server", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .map(|_| ())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        status_line("/readyz").contains(" 503 "),
+        "ready before the ScopeSnapshot list: {}",
+        status_line("/readyz")
+    );
+    fixture.hold_snapshot_list.store(false, Ordering::SeqCst);
+    wait_for("/readyz 200", Duration::from_secs(10), || {
+        status_line("/readyz").contains(" 200 ").then_some(())
+    });
 
     // 1. The ScopeConfig reaches the process through a command file.
     wait_for("verbosity 7 in effect", Duration::from_secs(20), || {
@@ -319,7 +503,42 @@ fn agent_collects_crashes_and_drives_config() {
             "{}",
             pods_get.uri
         );
+        // Reflectors: list, then watch from the list's resourceVersion.
+        for (res, selector) in [
+            ("/api/v1/pods", Some("fieldSelector=spec.nodeName%3Dnode-1")),
+            ("/apis/appscope.dev/v1alpha1/scopeconfigs", None),
+            ("/apis/appscope.dev/v1alpha1/scopesnapshots", None),
+        ] {
+            let w = log
+                .iter()
+                .find(|r| r.uri.split('?').next() == Some(res) && r.uri.contains("watch=true"))
+                .unwrap_or_else(|| panic!("no watch of {res}"));
+            assert!(w.uri.contains("resourceVersion="), "{}", w.uri);
+            if let Some(sel) = selector {
+                assert!(w.uri.contains(sel), "{}", w.uri);
+            }
+        }
+        assert!(
+            !log.iter()
+                .any(|r| r.uri.starts_with("/api/v1/namespaces/") && r.method == "GET"),
+            "no per-namespace polling"
+        );
     }
+    // The agent persisted what it set in the process.
+    let state_file = store.join(".agent/node-1.json");
+    let state: Value = serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    let entry = &state["processes"][0];
+    assert_eq!(entry["podUid"], UID, "{state}");
+    assert_eq!(entry["container"], "app");
+    assert_eq!(entry["pid"], 1);
+    assert!(!entry["started"].as_str().unwrap().is_empty());
+    assert!(
+        entry["memory"]["managed"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("SCOPE_METRIC_VERBOSITY")),
+        "{state}"
+    );
     // No-op cycles do not write the status again.
     let patches = |f: &Fixture| {
         f.log
@@ -335,6 +554,69 @@ fn agent_collects_crashes_and_drives_config() {
         patches(&fixture),
         before,
         "status written again though nothing changed"
+    );
+
+    // 1b. A ScopeSnapshot of the pod: taken with the local snapshot code into the store,
+    // status patched Complete; one for a pid that does not exist fails with a message.
+    let snapshot = |name: &str, pid: Option<i64>| {
+        let mut spec = json!({"pod": "web-1", "container": "app"});
+        if let Some(pid) = pid {
+            spec["pid"] = json!(pid);
+        }
+        json!({"apiVersion": "appscope.dev/v1alpha1", "kind": "ScopeSnapshot",
+            "metadata": {"name": name, "namespace": "shop", "uid": format!("uid-{name}")},
+            "spec": spec})
+    };
+    fixture.add("scopesnapshots", snapshot("snap-1", None));
+    fixture.add("scopesnapshots", snapshot("snap-missing", Some(4242)));
+    let done = wait_for("snap-1 status", Duration::from_secs(30), || {
+        fixture
+            .status_patches("scopesnapshots", "snap-1")
+            .into_iter()
+            .next()
+    });
+    assert!(
+        done.uri.contains("fieldManager=appscope-agent-node-1"),
+        "{}",
+        done.uri
+    );
+    let st = &done.body["status"];
+    assert_eq!(st["phase"], "Complete", "{st}");
+    assert_eq!(st["node"], "node-1");
+    let rel = st["reportPath"].as_str().unwrap();
+    assert_eq!(rel, "shop/web-1/app/snapshot-snap-1");
+    let files = st["files"].as_array().unwrap();
+    assert!(!files.is_empty(), "{st}");
+    for f in files {
+        let p = store.join(rel).join(f["name"].as_str().unwrap());
+        let data = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        assert_eq!(
+            data.len() as u64,
+            f["size"].as_u64().unwrap(),
+            "{}",
+            p.display()
+        );
+        assert_eq!(f["sha256"].as_str().unwrap().len(), 64);
+    }
+    let failed = wait_for("snap-missing status", Duration::from_secs(15), || {
+        fixture
+            .status_patches("scopesnapshots", "snap-missing")
+            .into_iter()
+            .next()
+    });
+    let st = &failed.body["status"];
+    assert_eq!(st["phase"], "Failed", "{st}");
+    assert_eq!(st["node"], "node-1");
+    assert!(st["message"].as_str().unwrap().contains("4242"), "{st}");
+    assert!(st.get("reportPath").is_none(), "{st}");
+    // Each ran once, though the agent's own status writes came back through the watch.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(fixture.status_patches("scopesnapshots", "snap-1").len(), 1);
+    assert_eq!(
+        fixture
+            .status_patches("scopesnapshots", "snap-missing")
+            .len(),
+        1
     );
 
     // 2. A crash in the container: stored, reported, evented.
@@ -418,26 +700,51 @@ fn agent_collects_crashes_and_drives_config() {
         "{pods}"
     );
 
-    // 3. The ScopeConfig is deleted: the process goes back to baseline.
-    fixture.configs.lock().unwrap().clear();
+    let cr_posts = || -> Vec<String> {
+        fixture
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| {
+                r.method == "POST"
+                    && r.uri
+                        .split('?')
+                        .next()
+                        .unwrap()
+                        .ends_with("/scopecrashreports")
+            })
+            .map(|r| {
+                r.body["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    };
+    assert_eq!(cr_posts().len(), 1, "one crash, one report");
+
+    // 3. The agent restarts, and the ScopeConfig is deleted while it is down: the new
+    // agent knows from its state file what the old one set, and reverts it.
+    drop(agent);
+    fixture.delete("scopeconfigs", "web-debug");
+    let _agent = Proc(agent_cmd().spawn().unwrap());
     wait_for("verbosity back to 4", Duration::from_secs(20), || {
         (verbosity_in_effect(&run.join("status")) == Some(4)).then_some(())
     });
-    let crs = fixture
-        .log
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|r| {
-            r.method == "POST"
-                && r.uri
-                    .split('?')
-                    .next()
-                    .unwrap()
-                    .ends_with("/scopecrashreports")
-        })
-        .count();
-    assert_eq!(crs, 1, "one crash, one report");
+    wait_for("the state file emptied", Duration::from_secs(10), || {
+        let st: Value = serde_json::from_slice(&std::fs::read(&state_file).ok()?).ok()?;
+        let e = &st["processes"][0];
+        (st["processes"].as_array()?.is_empty()
+            || e["memory"]["managed"]
+                .as_array()
+                .is_some_and(|m| m.is_empty()))
+        .then_some(())
+    });
+    // A restarted agent re-creates the reports it stored (idempotent by name: the API
+    // answers 409 for the existing one); still one report.
+    let names = cr_posts();
+    assert!(names.iter().all(|n| *n == names[0]), "{names:?}");
 }
 
 fn nix_root() -> bool {
