@@ -176,6 +176,8 @@ impl Collector {
         dirs.dedup();
         for dir in dirs {
             stats.dirs_scanned += 1;
+            // Finish deleting bundles stored before a kill (see `store` crash safety).
+            crate::store::sweep_ingested(&dir);
             for b in bundle::scan_snapshot_dir(&dir) {
                 stats.bundles_found += 1;
                 let proc_ = self.known.get(&dir).and_then(|m| m.get(&b.pid)).cloned();

@@ -1,13 +1,26 @@
 //! Crash-report store (design §6): `<store>/<namespace>/<pod>/<container>/<UTC time>_<pid>_<signal>/`
 //! holding the bundle's files and `report.json`.
 //!
-//! Crash safety: a bundle is copied into `.tmp-<name>` beside its final place, every file
-//! and the directory are fsynced, then the directory is renamed into place and the parent
-//! fsynced; only then is the source deleted (data files first, `done_` last). The final
-//! name is a pure function of the bundle, and `report.json` records the source, so an
-//! agent killed at any point and restarted finds the report already stored and only
-//! finishes deleting the source: no report is lost or duplicated. Leftover `.tmp-*`
-//! directories are removed on open.
+//! Crash safety (design §6): a bundle is copied into `.tmp-<name>` beside its final place,
+//! every file and the directory are fsynced, then the directory is renamed into place and
+//! the parent fsynced. Only then is the source deleted, in an order that never leaves a
+//! bundle that looks complete but lacks files: `done_<ts>` is first *renamed* to the
+//! tombstone `.ingested_<ts>` (one atomic step: the bundle stops being complete and is
+//! marked as stored), the directory fsynced, then the data files are removed and the
+//! tombstone last. An agent killed at any point and restarted:
+//! - before the rename into place: finds no report (`.tmp-*` leftovers are removed on
+//!   open) and a complete source, and stores it;
+//! - after it, before the tombstone: finds the complete source again and recognises it
+//!   as stored, because `report.json` records the source (directory and `<ts>`) and
+//!   ingestion looks for that source among all reports of the pod, whatever their
+//!   directory names (a name depends on the process name, which may be known only while
+//!   the process lives);
+//! - after the tombstone: sees no complete bundle; [`sweep_ingested`] (run by the
+//!   collector on every snapshot directory, and by ingestion on the bundle's directory)
+//!   removes the remaining files of tombstoned `<ts>`s.
+//!
+//! So no report is lost or duplicated. Retention renames a report directory to a
+//! `.tmp-*` name before deleting it, so a half-deleted report is never listed.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -25,6 +38,9 @@ use crate::error::{Error, Result, io_err};
 /// Name of the report file in each stored report directory.
 pub const REPORT_FILE: &str = "report.json";
 const TMP_PREFIX: &str = ".tmp-";
+/// Tombstone of a stored bundle in its source directory (`done_<ts>` renamed), left
+/// while the bundle's data files are deleted.
+pub const INGESTED_PREFIX: &str = ".ingested_";
 
 /// Where a crashed process ran (cluster: pod and container; local: host and process).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -435,37 +451,50 @@ impl Store {
 
     /// Move one complete bundle into the store (see the module doc for crash safety).
     pub fn ingest(&self, b: &Bundle, origin: &Origin, ctx: &ProcContext) -> Result<Ingested> {
+        self.ingest_at(b, origin, ctx, &Crashpoint::never())
+    }
+
+    /// [`Store::ingest`] with a simulated kill point (tests).
+    fn ingest_at(
+        &self,
+        b: &Bundle,
+        origin: &Origin,
+        ctx: &ProcContext,
+        cp: &Crashpoint,
+    ) -> Result<Ingested> {
+        // Leftovers of earlier stored bundles of this process.
+        sweep_pid_dir(&b.dir, cp)?;
         let mut report = build_report(b, origin, ctx);
-        let parent = self
+        let pod_dir = self
             .root
             .join(sanitize(&origin.namespace))
-            .join(sanitize(&origin.pod))
-            .join(sanitize(&origin.container));
+            .join(sanitize(&origin.pod));
+        if let Some(existing) = self.find_source(&pod_dir, &origin.node, &report.source) {
+            let id = self.rel_id(&existing);
+            delete_source(b, cp)?;
+            return Ok(Ingested::AlreadyStored(id));
+        }
+        let parent = pod_dir.join(sanitize(&origin.container));
         fs::create_dir_all(&parent).map_err(io_err(&parent))?;
         let base = report_dir_name(&report.time, b.pid, &report.signal_name);
-        // Find our name: the first candidate that is free or already holds this bundle.
+        // The first free name (reports of this source were looked for above).
         let mut name = base.clone();
         for n in 1.. {
-            let cand = parent.join(&name);
-            match read_report(&cand) {
-                Some(existing) if existing.source == report.source => {
-                    let id = self.rel_id(&cand);
-                    delete_source(b);
-                    return Ok(Ingested::AlreadyStored(id));
-                }
-                Some(_) => name = format!("{base}-{n}"),
-                None if cand.exists() => name = format!("{base}-{n}"),
-                None => break,
+            if !parent.join(&name).exists() {
+                break;
             }
+            name = format!("{base}-{n}");
         }
         let dest = parent.join(&name);
         let tmp = parent.join(format!("{TMP_PREFIX}{name}"));
         let _ = fs::remove_dir_all(&tmp);
         fs::create_dir(&tmp).map_err(io_err(&tmp))?;
+        cp.step()?;
         for f in b.files.iter().chain(std::iter::once(&b.done)) {
             let Some(fname) = f.file_name() else { continue };
             let to = tmp.join(fname);
             copy_synced(f, &to)?;
+            cp.step()?;
         }
         report.id = self.rel_id(&dest);
         report.path = dest.display().to_string();
@@ -475,10 +504,36 @@ impl Store {
         f.write_all(&json).map_err(io_err(&rp))?;
         f.sync_all().map_err(io_err(&rp))?;
         fsync_dir(&tmp);
+        cp.step()?;
         fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
         fsync_dir(&parent);
-        delete_source(b);
+        cp.step()?;
+        delete_source(b, cp)?;
         Ok(Ingested::Stored(report.id))
+    }
+
+    /// The stored report of `source` (bundle directory and `<ts>`) from `node`, under any
+    /// container of one pod directory.
+    fn find_source(&self, pod_dir: &Path, node: &str, source: &ReportSource) -> Option<PathBuf> {
+        #[derive(Deserialize)]
+        struct Head {
+            #[serde(default)]
+            node: String,
+            #[serde(default)]
+            source: ReportSource,
+        }
+        walk_dirs(pod_dir, 2)
+            .into_iter()
+            .filter(|d| {
+                !d.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(TMP_PREFIX))
+            })
+            .find(|d| {
+                fs::read(d.join(REPORT_FILE))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Head>(&b).ok())
+                    .is_some_and(|h| h.node == node && h.source == *source)
+            })
     }
 
     fn rel_id(&self, dir: &Path) -> String {
@@ -530,8 +585,13 @@ impl Store {
             .collect();
         let remove = plan_retention(&input, limits, now);
         for id in &remove {
+            // Rename first: a report half deleted by a kill is never listed, and the
+            // `.tmp-` leftover is removed on the next open.
             let d = self.root.join(id);
-            fs::remove_dir_all(&d).map_err(io_err(&d))?;
+            let name = d.file_name().unwrap_or_default().to_string_lossy();
+            let doomed = d.with_file_name(format!("{TMP_PREFIX}del-{name}"));
+            fs::rename(&d, &doomed).map_err(io_err(&d))?;
+            fs::remove_dir_all(&doomed).map_err(io_err(&doomed))?;
         }
         Ok(remove)
     }
@@ -573,14 +633,95 @@ fn fsync_dir(d: &Path) {
     }
 }
 
-/// Delete a bundle's source files: data first, the `done_` marker last, then the pid
-/// directory if it became empty.
-fn delete_source(b: &Bundle) {
+/// Simulated kill points for tests: `step` fails once the given number of durable steps
+/// have been taken, leaving the disk exactly as a SIGKILL at that point would.
+struct Crashpoint(std::cell::Cell<Option<usize>>);
+
+impl Crashpoint {
+    fn never() -> Crashpoint {
+        Crashpoint(std::cell::Cell::new(None))
+    }
+
+    fn step(&self) -> Result<()> {
+        match self.0.get() {
+            None => Ok(()),
+            Some(0) => Err(Error::Other("simulated kill".into())),
+            Some(n) => {
+                self.0.set(Some(n - 1));
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Delete a stored bundle's source files: rename `done_<ts>` to the tombstone
+/// `.ingested_<ts>` (the bundle is no longer complete, and is marked as stored), fsync the
+/// directory, remove the data files, then the tombstone and the pid directory if it
+/// became empty.
+fn delete_source(b: &Bundle, cp: &Crashpoint) -> Result<()> {
+    let tomb = b.dir.join(format!("{INGESTED_PREFIX}{}", b.key));
+    if let Err(e) = fs::rename(&b.done, &tomb) {
+        tracing::warn!(file = %b.done.display(), error = %e, "could not mark bundle as stored");
+        fs::remove_file(&b.done).map_err(io_err(&b.done))?;
+    }
+    fsync_dir(&b.dir);
+    cp.step()?;
     for f in &b.files {
         let _ = fs::remove_file(f);
+        cp.step()?;
     }
-    let _ = fs::remove_file(&b.done);
+    let _ = fs::remove_file(&tomb);
     let _ = fs::remove_dir(&b.dir);
+    Ok(())
+}
+
+/// Finish deleting stored bundles whose deletion was interrupted: in every
+/// `<snapshot dir>/<pid>/` holding a tombstone `.ingested_<ts>`, remove the files of that
+/// `<ts>`, then the tombstone, then the pid directory if it became empty. Returns how many
+/// tombstones were cleared. Files of other `<ts>`s (bundles being written) are untouched.
+pub fn sweep_ingested(snapshot_dir: &Path) -> usize {
+    let Ok(rd) = fs::read_dir(snapshot_dir) else {
+        return 0;
+    };
+    let mut n = 0;
+    for pid_dir in rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()) {
+        n += sweep_pid_dir(&pid_dir, &Crashpoint::never()).unwrap_or(0);
+    }
+    n
+}
+
+fn sweep_pid_dir(dir: &Path, cp: &Crashpoint) -> Result<usize> {
+    let names: Vec<String> = match fs::read_dir(dir) {
+        Ok(rd) => rd
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect(),
+        Err(_) => return Ok(0),
+    };
+    let mut n = 0;
+    for tomb in names.iter().filter(|f| f.starts_with(INGESTED_PREFIX)) {
+        let key = &tomb[INGESTED_PREFIX.len()..];
+        // `done_` (never expected beside a tombstone) first, so that no half-deleted
+        // bundle looks complete.
+        let mut files: Vec<(&str, &String)> = names
+            .iter()
+            .filter_map(|f| {
+                let (kind, ts) = bundle::split_name(f)?;
+                (ts == key).then_some((kind, f))
+            })
+            .collect();
+        files.sort_by_key(|(kind, _)| *kind != "done");
+        for (_, f) in files {
+            let _ = fs::remove_file(dir.join(f));
+            cp.step()?;
+        }
+        let _ = fs::remove_file(dir.join(tomb));
+        n += 1;
+    }
+    if n > 0 {
+        let _ = fs::remove_dir(dir);
+    }
+    Ok(n)
 }
 
 fn dir_bytes(d: &Path) -> u64 {
@@ -674,6 +815,154 @@ mod tests {
         assert_eq!(store.list().len(), 2);
         assert!(store.find("20261126T070000.250Z_42_SIGSEGV-1").is_ok());
         assert!(store.find("2026").is_err(), "ambiguous prefix");
+    }
+
+    /// Every file under `dir` (relative paths), sorted.
+    fn tree(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+                if e.file_type().unwrap().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    out.push(e.path().strip_prefix(dir).unwrap().display().to_string());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// One agent pass as the collector runs it after a restart: open the store, sweep
+    /// tombstones, ingest every complete bundle; stops at the crash point.
+    fn agent_pass(store_root: &Path, src: &Path, origin: &Origin, cp: &Crashpoint) -> Result<()> {
+        let store = Store::open(store_root)?;
+        for e in fs::read_dir(src).into_iter().flatten().flatten() {
+            sweep_pid_dir(&e.path(), cp)?;
+        }
+        for b in bundle::scan_snapshot_dir(src) {
+            store.ingest_at(&b, origin, &ProcContext::default(), cp)?;
+        }
+        Ok(())
+    }
+
+    /// Simulated SIGKILL after every durable step of ingestion and source deletion, and
+    /// again after every step of the restarted agent's recovery: always exactly one
+    /// report, complete, and the source gone (a bundle still being written untouched).
+    #[test]
+    fn kill_at_every_step_stores_exactly_once() {
+        let mut first_steps = None;
+        for k1 in 0.. {
+            let mut k1_completed = false;
+            for k2 in 0.. {
+                let src = tempfile::tempdir().unwrap();
+                let st = tempfile::tempdir().unwrap();
+                let b = make_bundle(src.path(), 42, "100", 11);
+                // A bundle the library is still writing (no `done_`) must survive.
+                fs::write(src.path().join("42/info_200"), "partial").unwrap();
+                let store = Store::open(st.path()).unwrap();
+                let cp = Crashpoint(std::cell::Cell::new(Some(k1)));
+                let first =
+                    store.ingest_at(&b, &Origin::local("demo"), &ProcContext::default(), &cp);
+                k1_completed = first.is_ok();
+                // The restarted agent no longer knows the process: its reports would go
+                // under another container name.
+                let cp2 = Crashpoint(std::cell::Cell::new(Some(k2)));
+                let second = agent_pass(st.path(), src.path(), &Origin::local("unknown"), &cp2);
+                let k2_completed = second.is_ok();
+                // Final clean pass.
+                agent_pass(
+                    st.path(),
+                    src.path(),
+                    &Origin::local("unknown"),
+                    &Crashpoint::never(),
+                )
+                .unwrap();
+                let store = Store::open(st.path()).unwrap();
+                let list = store.list();
+                assert_eq!(
+                    list.len(),
+                    1,
+                    "kill after {k1} then {k2} steps: {:?}",
+                    tree(st.path())
+                );
+                let r = &list[0].report;
+                assert_eq!(r.source.key, "100");
+                assert_eq!(r.signal, Some(11));
+                assert_eq!(r.time, "2026-11-26T07:00:00.250Z");
+                let stored = tree(&list[0].dir);
+                assert_eq!(
+                    stored,
+                    vec!["crash_100.json", "done_100", "info_100", "report.json"],
+                    "kill after {k1} then {k2} steps"
+                );
+                assert_eq!(
+                    tree(src.path()),
+                    vec!["42/info_200"],
+                    "kill after {k1} then {k2} steps"
+                );
+                assert!(
+                    !tree(st.path()).iter().any(|p| p.contains(TMP_PREFIX)),
+                    "{:?}",
+                    tree(st.path())
+                );
+                if k2_completed {
+                    break;
+                }
+            }
+            if k1_completed {
+                first_steps = Some(k1);
+                break;
+            }
+        }
+        // Copy dir + 3 files + report + rename + tombstone + 2 data files.
+        assert_eq!(first_steps, Some(9), "every step was exercised");
+    }
+
+    #[test]
+    fn sweep_removes_only_tombstoned_bundles() {
+        let src = tempfile::tempdir().unwrap();
+        let d = src.path().join("7");
+        fs::create_dir_all(&d).unwrap();
+        for f in [
+            "info_1.5",
+            "core_1.5",
+            ".ingested_1.5",
+            "info_2.5",
+            "crash_2.5.json",
+        ] {
+            fs::write(d.join(f), "x").unwrap();
+        }
+        assert_eq!(sweep_ingested(src.path()), 1);
+        assert_eq!(tree(src.path()), vec!["7/crash_2.5.json", "7/info_2.5"]);
+        assert_eq!(sweep_ingested(src.path()), 0);
+        fs::remove_file(d.join("info_2.5")).unwrap();
+        fs::remove_file(d.join("crash_2.5.json")).unwrap();
+        fs::write(d.join(".ingested_3"), "").unwrap();
+        assert_eq!(sweep_ingested(src.path()), 1);
+        assert!(!d.exists(), "emptied pid dir removed");
+    }
+
+    #[test]
+    fn retention_never_leaves_a_half_deleted_report_listed() {
+        let src = tempfile::tempdir().unwrap();
+        let st = tempfile::tempdir().unwrap();
+        let store = Store::open(st.path()).unwrap();
+        for key in ["100", "101"] {
+            let b = make_bundle(src.path(), 42, key, 11);
+            store
+                .ingest(&b, &Origin::local("demo"), &ProcContext::default())
+                .unwrap();
+        }
+        let keep = Retention {
+            max_reports: Some(1),
+            ..Default::default()
+        };
+        let removed = store.apply_retention(&keep, Utc::now()).unwrap();
+        assert_eq!(removed.len(), 1);
+        assert_eq!(store.list().len(), 1);
+        assert!(!tree(st.path()).iter().any(|p| p.contains(TMP_PREFIX)));
     }
 
     #[test]
