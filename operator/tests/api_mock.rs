@@ -458,3 +458,284 @@ fn lease_decision_table() {
         LeaseAction::Take
     );
 }
+
+// ------------------------------------------------------------------ agent scenarios
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use appscope_operator::agent::{Agent, AgentConfig, pod_volume};
+use appscope_operator::watch::{self, Stores};
+use kube::ResourceExt;
+use kube::runtime::{reflector, watcher};
+
+const POD_UID: &str = "1f3c2a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b";
+
+fn pod_json(name: &str, uid: &str, rv: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "shop", "uid": uid, "resourceVersion": rv,
+                     "labels": {"app": "web"}},
+        "spec": {"nodeName": "node-1", "containers": [{"name": "app", "image": "registry.example/web:1.2"}]}})
+}
+
+#[tokio::test]
+async fn agent_pod_reflector_lists_this_node_then_watches_from_the_list_version() {
+    let node_sel = "spec.nodeName=node-1";
+    let (client, task) = scripted(vec![
+        exp(
+            "GET",
+            "/api/v1/pods",
+            200,
+            json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "100"},
+                   "items": [pod_json("web-1", "u1", "90")]}),
+        )
+        .query("fieldSelector", node_sel)
+        .absent("watch"),
+        exp("GET", "/api/v1/pods", 200, Value::Null)
+            .query("fieldSelector", node_sel)
+            .query("watch", "true")
+            .query("resourceVersion", "100")
+            .raw(watch_stream(&[
+                ("ADDED", pod_json("web-2", "u2", "101")),
+                ("DELETED", pod_json("web-1", "u1", "102")),
+            ])),
+        // The stream ended: watch again from the last version seen, not a re-list.
+        exp("GET", "/api/v1/pods", 200, Value::Null)
+            .query("fieldSelector", node_sel)
+            .query("watch", "true")
+            .query("resourceVersion", "102")
+            .raw(String::new()),
+    ]);
+    let (tx, mut changes) = tokio::sync::mpsc::channel(1);
+    let (store, reflector_task) = watch::spawn_reflector(
+        Api::<Pod>::all(client),
+        watch::pods_config("node-1"),
+        "pods",
+        tx,
+    );
+    tokio::time::timeout(Duration::from_secs(5), store.wait_until_ready())
+        .await
+        .expect("initial sync")
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), changes.recv())
+        .await
+        .expect("a change signal")
+        .unwrap();
+    done(task).await;
+    let mut names: Vec<String> = store.state().iter().map(|p| p.name_any()).collect();
+    names.sort();
+    assert_eq!(names, vec!["web-2".to_string()]);
+    reflector_task.abort();
+}
+
+/// Stores filled as the reflectors would after their initial list.
+fn stores_with(
+    pods: Vec<Value>,
+    configs: Vec<Value>,
+    snapshots: Vec<Value>,
+) -> (Stores, reflector::store::Writer<ScopeConfig>) {
+    fn fill<K>(items: Vec<Value>) -> (reflector::Store<K>, reflector::store::Writer<K>)
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned,
+        K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+    {
+        let (r, mut w) = reflector::store::<K>();
+        w.apply_watcher_event(&watcher::Event::Init);
+        for v in items {
+            w.apply_watcher_event(&watcher::Event::InitApply(
+                serde_json::from_value(v).unwrap(),
+            ));
+        }
+        w.apply_watcher_event(&watcher::Event::InitDone);
+        (r, w)
+    }
+    let (pods, _) = fill::<Pod>(pods);
+    let (configs, cw) = fill::<ScopeConfig>(configs);
+    let (snapshots, _) = fill::<ScopeSnapshot>(snapshots);
+    (
+        Stores {
+            pods,
+            configs,
+            snapshots,
+        },
+        cw,
+    )
+}
+
+fn write_status(dir: &std::path::Path, pid: i64, verbosity: i64) {
+    let now = scope_config::status::now_rfc3339();
+    let st = json!({"schema": 1, "pid": pid, "ppid": 0, "procname": "python3",
+        "cmd": "python3 app.py", "libscopever": "v0.1.0", "started": "2026-11-26T08:00:00.000Z",
+        "updated": now, "scoped": true,
+        "config": {"current": {"metric": {"format": {"verbosity": verbosity}}}},
+        "interfaces": [{"name": "metric", "config": "file:///dev/null", "connected": true,
+                        "sent": 5, "dropped": 0}]});
+    std::fs::write(
+        dir.join(format!("{pid}.json")),
+        serde_json::to_vec(&st).unwrap(),
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn agent_cycle_reports_crash_applies_status_fails_missing_snapshot_then_stays_quiet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kubelet = tmp.path().join("kubelet");
+    let run = pod_volume(&kubelet, POD_UID).join("run/app");
+    std::fs::create_dir_all(run.join("status")).unwrap();
+    std::fs::create_dir_all(run.join("cmd")).unwrap();
+    write_status(&run.join("status"), 1, 4);
+    // A complete crash bundle of pid 42.
+    let b = run.join("crash/42");
+    std::fs::create_dir_all(&b).unwrap();
+    std::fs::write(b.join("info_100"), "info").unwrap();
+    std::fs::write(
+        b.join("crash_100.json"),
+        json!({"signal": 11, "time": "2026-11-26T07:00:00.250Z", "procname": "python3",
+               "frames": [{"module": "/usr/bin/demo", "offset": 16, "symbol": "crash_here"}]})
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::write(b.join("done_100"), "").unwrap();
+
+    let scfg = json!({"apiVersion": "appscope.dev/v1alpha1", "kind": "ScopeConfig",
+        "metadata": {"name": "web-debug", "namespace": "shop", "uid": "c-1", "generation": 1, "resourceVersion": "5"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}, "env": {"SCOPE_METRIC_VERBOSITY": "7"}, "priority": 0}});
+    let snap = |name: &str, pid: i64, status: Value| {
+        json!({"apiVersion": "appscope.dev/v1alpha1", "kind": "ScopeSnapshot",
+            "metadata": {"name": name, "namespace": "shop", "uid": format!("s-{name}"), "resourceVersion": "6"},
+            "spec": {"pod": "web-1", "container": "app", "pid": pid}, "status": status})
+    };
+    let (stores, mut config_writer) = stores_with(
+        vec![pod_json("web-1", POD_UID, "3")],
+        vec![scfg.clone()],
+        vec![
+            snap("snap-missing", 4242, Value::Null),
+            // Finished already: not run again.
+            snap(
+                "snap-old",
+                1,
+                json!({"phase": "Complete", "node": "node-1"}),
+            ),
+            // A pod not on this node: not ours.
+        ],
+    );
+    let cr_name = "web-1-20261126t070000.250z-42-sigsegv";
+    let applied_status = Arc::new(Mutex::new(Value::Null));
+    let keep = applied_status.clone();
+    let (client, task) = scripted_then_quiet(
+        vec![
+            exp(
+                "POST",
+                "/apis/appscope.dev/v1alpha1/namespaces/shop/scopecrashreports",
+                201,
+                serde_json::to_value(report()).unwrap(),
+            )
+            .body(move |b| {
+                assert_eq!(b["kind"], "ScopeCrashReport");
+                assert_eq!(b["metadata"]["name"], cr_name);
+                assert_eq!(b["metadata"]["namespace"], "shop");
+                assert_eq!(b["spec"]["pod"], "web-1");
+                assert_eq!(b["spec"]["podUID"], POD_UID);
+                assert_eq!(b["spec"]["node"], "node-1");
+                assert_eq!(b["spec"]["image"], "registry.example/web:1.2");
+                assert_eq!(b["spec"]["signal"], "SIGSEGV");
+                assert_eq!(b["spec"]["pid"], 42);
+                assert_eq!(
+                    b["spec"]["path"],
+                    "shop/web-1/app/20261126T070000.250Z_42_SIGSEGV"
+                );
+            }),
+            exp(
+                "POST",
+                "/api/v1/namespaces/shop/events",
+                201,
+                serde_json::to_value(Event::default()).unwrap(),
+            )
+            .body(move |b| {
+                assert_eq!(b["metadata"]["name"], format!("{cr_name}.crash"));
+                assert_eq!(b["reason"], "ScopedProcessCrashed");
+                assert_eq!(b["involvedObject"]["uid"], POD_UID);
+                assert!(b["message"].as_str().unwrap().contains("SIGSEGV"));
+            }),
+            exp(
+                "PATCH",
+                "/apis/appscope.dev/v1alpha1/namespaces/shop/scopeconfigs/web-debug/status",
+                200,
+                scfg.clone(),
+            )
+            .query("fieldManager", "appscope-agent-node-1")
+            .query("force", "true")
+            .ctype("application/apply-patch+yaml")
+            .body(move |b| {
+                let n = &b["status"]["nodes"][0];
+                assert_eq!(n["name"], "node-1");
+                assert_eq!(n["pods"], 1);
+                assert_eq!(
+                    n["processes"],
+                    json!({"matched": 1, "applied": 0, "pending": 1, "failed": 0})
+                );
+                assert!(n["updated"].is_string());
+                assert_eq!(b["status"]["nodes"].as_array().unwrap().len(), 1);
+                *keep.lock().unwrap() = b["status"].clone();
+            }),
+            exp(
+                "PATCH",
+                "/apis/appscope.dev/v1alpha1/namespaces/shop/scopesnapshots/snap-missing/status",
+                200,
+                snap("snap-missing", 4242, json!({"phase": "Failed"})),
+            )
+            .query("fieldManager", "appscope-agent-node-1")
+            .query("force", "true")
+            .ctype("application/apply-patch+yaml")
+            .body(|b| {
+                assert_eq!(b["kind"], "ScopeSnapshot");
+                let st = &b["status"];
+                assert_eq!(st["phase"], "Failed");
+                assert_eq!(st["node"], "node-1");
+                let msg = st["message"].as_str().unwrap();
+                assert!(msg.contains("4242") && msg.contains("web-1"), "{msg}");
+                assert!(st.get("reportPath").is_none());
+            }),
+        ],
+        Duration::from_secs(2),
+    );
+    let cfg = AgentConfig {
+        node: "node-1".into(),
+        kubelet_root: kubelet.clone(),
+        store: tmp.path().join("store"),
+        interval: Duration::from_secs(2),
+        summary_period: Duration::from_secs(10),
+        retention: node_agent::store::Retention::default(),
+        proc_root: "/proc".into(),
+        state_file: tmp.path().join("state/node-1.json"),
+    };
+    let mut agent = Agent::new(cfg, client, stores).unwrap();
+    agent.cycle().await;
+    let cmd = scope_config::cmdfile::path_for(&run.join("cmd"), 1);
+    let cmd_text = std::fs::read_to_string(&cmd).unwrap();
+    assert!(cmd_text.contains("SCOPE_METRIC_VERBOSITY=7"), "{cmd_text}");
+    assert!(
+        tmp.path()
+            .join("store/shop/web-1/app/20261126T070000.250Z_42_SIGSEGV/report.json")
+            .exists()
+    );
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("state/node-1.json")).unwrap())
+            .unwrap();
+    assert_eq!(state["processes"][0]["podUid"], POD_UID);
+    assert_eq!(
+        state["processes"][0]["memory"]["managed"],
+        json!(["SCOPE_METRIC_VERBOSITY"])
+    );
+
+    // The status write comes back through the watch; then nothing changed, so the next
+    // cycle makes no API call (and the failed snapshot is not run again).
+    let mut with_status = scfg;
+    with_status["status"] = applied_status.lock().unwrap().clone();
+    config_writer.apply_watcher_event(&watcher::Event::Apply(
+        serde_json::from_value(with_status).unwrap(),
+    ));
+    agent.cycle().await;
+    done(task).await;
+}

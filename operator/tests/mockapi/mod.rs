@@ -17,10 +17,14 @@ pub struct Exp {
     pub method: &'static str,
     pub path: String,
     pub query: Vec<(&'static str, String)>,
+    /// Query keys that must not be there.
+    pub absent: Vec<&'static str>,
     pub content_type: Option<&'static str>,
     pub check: Box<dyn Fn(&Value) + Send>,
     pub status: u16,
     pub reply: Value,
+    /// Reply body as is instead of `reply` (a watch stream: one JSON event a line).
+    pub raw: Option<String>,
 }
 
 pub fn exp(method: &'static str, path: &str, status: u16, reply: Value) -> Exp {
@@ -28,16 +32,34 @@ pub fn exp(method: &'static str, path: &str, status: u16, reply: Value) -> Exp {
         method,
         path: path.into(),
         query: vec![],
+        absent: vec![],
         content_type: None,
         check: Box::new(|_| {}),
         status,
         reply,
+        raw: None,
     }
+}
+
+/// A watch reply: the events, one JSON object a line, then the end of the stream.
+pub fn watch_stream(events: &[(&str, Value)]) -> String {
+    events
+        .iter()
+        .map(|(t, o)| format!("{}\n", json!({"type": t, "object": o})))
+        .collect()
 }
 
 impl Exp {
     pub fn query(mut self, k: &'static str, v: &str) -> Exp {
         self.query.push((k, v.into()));
+        self
+    }
+    pub fn absent(mut self, k: &'static str) -> Exp {
+        self.absent.push(k);
+        self
+    }
+    pub fn raw(mut self, body: String) -> Exp {
+        self.raw = Some(body);
         self
     }
     pub fn ctype(mut self, c: &'static str) -> Exp {
@@ -61,6 +83,22 @@ pub fn decode(s: &str) -> String {
 /// A client whose server plays `script` in order; anything after it gets no answer
 /// and the script task reports what it saw.
 pub fn scripted(script: Vec<Exp>) -> (Client, tokio::task::JoinHandle<()>) {
+    scripted_inner(script, None)
+}
+
+/// Like [`scripted`], and after the script the server fails the test on any request
+/// that comes within `quiet` (the code under test must make no further calls).
+pub fn scripted_then_quiet(
+    script: Vec<Exp>,
+    quiet: std::time::Duration,
+) -> (Client, tokio::task::JoinHandle<()>) {
+    scripted_inner(script, Some(quiet))
+}
+
+fn scripted_inner(
+    script: Vec<Exp>,
+    quiet: Option<std::time::Duration>,
+) -> (Client, tokio::task::JoinHandle<()>) {
     let (svc, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let task = tokio::spawn(async move {
         let mut handle = pin!(handle);
@@ -79,6 +117,9 @@ pub fn scripted(script: Vec<Exp>) -> (Client, tokio::task::JoinHandle<()>) {
                 .filter(|s| !s.is_empty())
                 .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), decode(v))))
                 .collect();
+            for k in &e.absent {
+                assert!(!q.contains_key(*k), "request {i} has {k}: {:?}", req.uri());
+            }
             for (k, v) in &e.query {
                 assert_eq!(
                     q.get(*k),
@@ -101,11 +142,24 @@ pub fn scripted(script: Vec<Exp>) -> (Client, tokio::task::JoinHandle<()>) {
                 serde_json::from_slice(&bytes).unwrap()
             };
             (e.check)(&body);
+            let body = match e.raw {
+                Some(raw) => raw.into_bytes(),
+                None => serde_json::to_vec(&e.reply).unwrap(),
+            };
             send.send_response(
                 Response::builder()
                     .status(e.status)
-                    .body(Body::from(serde_json::to_vec(&e.reply).unwrap()))
+                    .body(Body::from(body))
                     .unwrap(),
+            );
+        }
+        if let Some(quiet) = quiet
+            && let Ok(Some((req, _))) = tokio::time::timeout(quiet, handle.next_request()).await
+        {
+            panic!(
+                "unexpected request after the script: {} {}",
+                req.method(),
+                req.uri()
             );
         }
     });
