@@ -5,6 +5,8 @@
 //! - [`fdtable`]: the per-fd state table.
 //! - [`record`]: what is recorded after each call (metrics, events, HTTP/DNS detection).
 //! - `libc_fns`: the exported wrappers themselves.
+//! - [`vectored`]: `preadv`/`pwritev` and their `64`/`v2` variants.
+//! - [`stdio`]: the printf family and the single-character stdio writers.
 
 pub mod fdtable;
 pub mod guard;
@@ -12,6 +14,8 @@ pub mod guard;
 mod libc_fns;
 pub mod real;
 pub mod record;
+pub mod stdio;
+pub mod vectored;
 
 /// Called once by the runtime after the config is loaded: resolves nothing eagerly (the
 /// wrappers resolve on first use) but classifies the standard descriptors so console
