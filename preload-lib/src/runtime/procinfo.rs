@@ -139,6 +139,14 @@ pub fn after_fork_child() {
     let old = get();
     // SAFETY: trivial syscalls.
     let (pid, ppid) = unsafe { (libc::getpid() as u32, libc::getppid() as u32) };
+    // The parent is the process that forked us, whose pid is the one we had until now:
+    // getppid() races the parent's exit (daemon() exits right after fork, and the child
+    // is then reparented to init or a subreaper), so it is only the fallback.
+    let ppid = if old.pid != 0 && old.pid != pid {
+        old.pid
+    } else {
+        ppid
+    };
     let mut n = old.clone();
     n.pid = pid;
     n.ppid = ppid;
