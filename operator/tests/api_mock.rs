@@ -525,6 +525,14 @@ async fn agent_pod_reflector_lists_this_node_then_watches_from_the_list_version(
     let mut names: Vec<String> = store.state().iter().map(|p| p.name_any()).collect();
     names.sort();
     assert_eq!(names, vec!["web-2".to_string()]);
+    // The server is gone now: watch errors are retried with backoff, the reflector keeps
+    // running and its store keeps the last state.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !reflector_task.is_finished(),
+        "the reflector ended on errors"
+    );
+    assert_eq!(store.state().len(), 1);
     reflector_task.abort();
 }
 
