@@ -512,7 +512,7 @@ pub async fn run_with(
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in = ?backoff, "pass failed; retrying");
                     retry_at = Some(Instant::now() + backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(300));
+                    backoff = (backoff * 2).min(Duration::from_secs(60));
                 }
             }
         }

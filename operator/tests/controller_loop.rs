@@ -30,6 +30,7 @@ struct Logged {
     query: BTreeMap<String, String>,
     content_type: String,
     body: Value,
+    at: std::time::Instant,
 }
 
 impl Logged {
@@ -59,6 +60,8 @@ struct Fake {
     events: Vec<(u64, String, &'static str, Value)>,
     watches: Vec<Watch>,
     log: Vec<Logged>,
+    /// (method, path, status): answer the next such request with this error, once.
+    fail: Vec<(&'static str, String, u16)>,
 }
 
 fn kind_of(plural: &str) -> (&'static str, &'static str) {
@@ -181,6 +184,21 @@ impl Fake {
 
     fn handle(&mut self, log: Logged, accept: String, send: mock::SendResponse<Response<Body>>) {
         self.log.push(log.clone());
+        if let Some(i) = self
+            .fail
+            .iter()
+            .position(|(m, p, _)| *m == log.method && *p == log.path)
+        {
+            let (_, _, code) = self.fail.remove(i);
+            return send.send_response(
+                Response::builder()
+                    .status(code)
+                    .body(Body::from(
+                        serde_json::to_vec(&status(code, "InternalError")).unwrap(),
+                    ))
+                    .unwrap(),
+            );
+        }
         let reply = |send: mock::SendResponse<Response<Body>>, code: u16, v: Value| {
             send.send_response(
                 Response::builder()
@@ -362,6 +380,7 @@ fn serve(fake: Arc<Mutex<Fake>>) -> (Client, tokio::task::JoinHandle<()>) {
                 query,
                 content_type,
                 body,
+                at: std::time::Instant::now(),
             };
             fake.lock().unwrap().handle(log, accept, send);
         }
@@ -872,6 +891,48 @@ async fn an_expired_lease_is_taken_over_then_the_pass_runs() {
         .unwrap();
     assert!(take < first_write);
     assert!(progress.leader.load(Ordering::Relaxed));
+    ctl.abort();
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_write_is_retried_after_a_backoff() {
+    let fake = Arc::new(Mutex::new(Fake::default()));
+    let status_path = "/apis/appscope.dev/v1alpha1/namespaces/shop/scopeconfigs/good/status";
+    {
+        let mut f = fake.lock().unwrap();
+        small_scene(&mut f, "ctl-gone", 60);
+        f.fail.push(("PATCH", status_path.to_string(), 500));
+    }
+    let (client, server) = serve(fake.clone());
+    let progress = Arc::new(Progress::default());
+    let ctl = tokio::spawn(controller::run_with(client, cfg("ctl-d"), progress.clone()));
+    wait_for("the retried status write", 10, || {
+        writes(&fake)
+            .iter()
+            .filter(|l| l.path == status_path)
+            .count()
+            >= 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let w = writes(&fake);
+    let lines: Vec<String> = w.iter().map(Logged::line).collect();
+    assert_eq!(
+        lines,
+        [
+            "POST /api/v1/namespaces/shop/configmaps",
+            &format!("PATCH {status_path}"),
+            // the other writes of the pass are still made
+            "DELETE /apis/appscope.dev/v1alpha1/namespaces/shop/scopecrashreports/old-1",
+            &format!("PATCH {status_path}"),
+        ]
+    );
+    let waited = w[3].at.duration_since(w[1].at);
+    assert!(
+        waited >= Duration::from_millis(900),
+        "retried after {waited:?}, before the 1 s backoff"
+    );
     ctl.abort();
     server.abort();
 }
