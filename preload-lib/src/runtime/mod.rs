@@ -57,6 +57,14 @@ pub fn is_internal() -> bool {
     INTERNAL.try_with(|c| c.get() != 0).unwrap_or(true)
 }
 
+/// This thread's re-entry counter, for the interposers' fast path: one thread-local
+/// lookup per call instead of one per check, enter and leave. The pointer is valid on
+/// the calling thread for the duration of the call it was taken in.
+#[inline]
+pub fn internal_counter() -> *const Cell<u32> {
+    INTERNAL.with(|c| c as *const Cell<u32>)
+}
+
 /// Marks the calling thread as the library's own for its whole life.
 fn mark_thread_internal() {
     let _ = INTERNAL.try_with(|c| c.set(1 << 30));
@@ -113,7 +121,10 @@ pub(crate) fn publish_config(new: Config, first: bool) -> bool {
     let new = Arc::new(new);
     CONFIG.store(Some(new.clone()));
     GENERATION.fetch_add(1, Ordering::AcqRel);
-    run_hooks(&new);
+    // At start (the constructor) crash capture gets its settings without the text of the
+    // config in effect (~250k instructions to build): the background thread adds it
+    // (`configure_crash_fully`). On a change (background thread) it gets everything.
+    run_hooks(&new, Some(!first));
     if !first {
         // The background thread: reconnect what changed, resend the start message.
         transport::configure(
@@ -125,22 +136,53 @@ pub(crate) fn publish_config(new: Config, first: bool) -> bool {
     true
 }
 
-fn run_hooks(cfg: &Config) {
+/// Tells every module about `cfg`. `crash`: `None` leaves crash capture as it is,
+/// `Some(text)` configures it, with the config-in-effect text for crash bundles when
+/// `text` (expensive: kept off the application's threads).
+fn run_hooks(cfg: &Config, crash: Option<bool>) {
     let _g = internal();
     let _ = catch_unwind(AssertUnwindSafe(|| crate::metrics::on_config(cfg)));
     let _ = catch_unwind(AssertUnwindSafe(|| crate::events::on_config(cfg)));
-    let settings = crash_settings(cfg);
-    let _ = catch_unwind(AssertUnwindSafe(|| crate::crash::configure(&settings)));
+    if let Some(text) = crash {
+        let settings = crash_settings_with(cfg, text);
+        let _ = catch_unwind(AssertUnwindSafe(|| crate::crash::configure(&settings)));
+        CRASH_FULL.store(text, Ordering::Release);
+    }
 }
+
+/// Gives crash capture the full settings of the config in effect, including the text of
+/// the config in effect (the background thread does this first thing after start and
+/// after fork).
+pub(crate) fn configure_crash_fully() {
+    if CRASH_FULL.load(Ordering::Acquire) {
+        return;
+    }
+    let _g = internal();
+    let settings = crash_settings(&config());
+    let _ = catch_unwind(AssertUnwindSafe(|| crate::crash::configure(&settings)));
+    CRASH_FULL.store(true, Ordering::Release);
+}
+
+/// Crash capture has the full settings of the config in effect (kept across fork: the
+/// child's config is the parent's).
+static CRASH_FULL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// What crash capture needs from the config.
 pub fn crash_settings(cfg: &Config) -> crate::crash::CrashSettings {
+    crash_settings_with(cfg, true)
+}
+
+fn crash_settings_with(cfg: &Config, text: bool) -> crate::crash::CrashSettings {
     crate::crash::CrashSettings {
         backtrace: cfg.libscope.snapshot.backtrace,
         coredump: cfg.libscope.snapshot.coredump,
         snapshot_dir: cfg.snapshot_dir.to_string_lossy().into_owned(),
         core_maxsize: cfg.core_maxsize,
-        config_in_effect: cfg.config_in_effect().to_string(),
+        config_in_effect: if text {
+            cfg.config_in_effect().to_string()
+        } else {
+            String::new()
+        },
         libscope_version: LIBSCOPE_VERSION.to_string(),
     }
 }
@@ -286,8 +328,9 @@ unsafe extern "C" fn atfork_child() {
         reporter::after_fork_child();
         let _ = catch_unwind(crate::crash::after_fork_child);
         // Modules reset their per-process aggregates through on_config (they can tell a
-        // fork by proc_info().pid changing).
-        run_hooks(&config());
+        // fork by proc_info().pid changing). Crash capture keeps the parent's prepared
+        // settings (same config).
+        run_hooks(&config(), None);
         if !reporter::spawn() {
             STATE.store(DISABLED, Ordering::Release);
         }

@@ -183,6 +183,16 @@ pub fn name_for_id(file_content: &str, id: u32) -> Option<String> {
     })
 }
 
+/// User and group names of this process's uid and gid, read once (the start message and
+/// the `proc.start` metric both need them).
+pub fn user_group_cached() -> &'static (String, String) {
+    static NAMES: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        let pi = get();
+        user_group(pi.uid, pi.gid)
+    })
+}
+
 /// User and group names of the process (from /etc/passwd and /etc/group; the number as
 /// text when not listed).
 pub fn user_group(uid: u32, gid: u32) -> (String, String) {

@@ -68,13 +68,45 @@ fn state() -> MutexGuard<'static, State> {
 
 /// Keeps what the loader reported at start (and the environment, for reloads).
 pub(crate) fn set_load_diagnostics(loaded: &Loaded) {
-    let env: Vec<(String, String)> = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .filter(|(k, _)| k.starts_with("SCOPE_") || k == "HOME")
-        .collect();
+    let env = scope_env();
     let mut s = state();
     s.load_diagnostics = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
     s.env = env;
+}
+
+unsafe extern "C" {
+    static environ: *const *const libc::c_char;
+}
+
+/// `SCOPE_*` and `HOME` from the environment, read directly (the names are checked
+/// before anything is copied: a process may have hundreds of variables).
+fn scope_env() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    // SAFETY: `environ` is the process environment, a NULL-terminated array of
+    // NUL-terminated strings; we are in the constructor (single-threaded) or a test.
+    unsafe {
+        let mut p = environ;
+        if p.is_null() {
+            return out;
+        }
+        while !(*p).is_null() {
+            let e = std::ffi::CStr::from_ptr(*p).to_bytes();
+            p = p.add(1);
+            if !(e.starts_with(b"SCOPE_") || e.starts_with(b"HOME=")) {
+                continue;
+            }
+            let Some(eq) = e.iter().position(|b| *b == b'=') else {
+                continue;
+            };
+            if let (Ok(k), Ok(v)) = (
+                std::str::from_utf8(&e[..eq]),
+                std::str::from_utf8(&e[eq + 1..]),
+            ) {
+                out.push((k.to_string(), v.to_string()));
+            }
+        }
+    }
+    out
 }
 
 /// In a forked child: fresh state (locks of the parent's thread may be held).
@@ -182,12 +214,17 @@ fn run() {
     super::mark_thread_internal();
     transport::set_worker(std::thread::current());
     let _ = catch_unwind(AssertUnwindSafe(|| {
+        // First the destinations and the start message, then connect and send at once:
+        // a short-lived process gets its start message out before it exits.
         let cfg = config();
         transport::configure(
             endpoints(&cfg),
             Some(startmsg::line(proc_info(), &cfg)),
             false,
         );
+        transport::service(Instant::now() + Duration::from_millis(50));
+        // Then what the constructor left to this thread.
+        super::configure_crash_fully();
         let diags = std::mem::take(&mut state().load_diagnostics);
         for d in diags {
             log(LogLevel::Warning, &format!("config: {d}"));
@@ -351,22 +388,37 @@ fn write_status() {
 }
 
 /// Process exit: a last metrics period and a bounded flush, then a final status.
+///
+/// Nothing here waits on the network: the flush writes only to connected links and to
+/// local destinations (see [`transport::can_deliver_at_exit`]); a destination the
+/// background thread has not connected yet gets nothing. The last period is computed
+/// only when it can be delivered. Waits are bounded by [`super::EXIT_FLUSH`] and happen
+/// only while the background thread holds a lock for a short write or a period.
 #[cfg_attr(test, allow(dead_code))]
 pub(crate) fn at_exit() {
     let deadline = Instant::now() + super::EXIT_FLUSH;
+    let cfg = config();
+    let eps = endpoints(&cfg);
+    if !transport::is_configured() && eps.iter().any(|e| e.exit_connectable()) {
+        // The background thread has not run yet: set the destinations ourselves. The
+        // start message is built below only if the events link connects.
+        transport::configure(eps, None, false);
+    }
     let r = reporter();
-    loop {
-        match r.tick.try_lock() {
-            Ok(_t) => {
-                let _ = catch_unwind(crate::metrics::flush_period);
-                break;
+    if cfg.metric.enable && transport::can_deliver_at_exit(transport::Channel::Metrics) {
+        loop {
+            match r.tick.try_lock() {
+                Ok(_t) => {
+                    let _ = catch_unwind(crate::metrics::flush_period);
+                    break;
+                }
+                Err(_) if Instant::now() < deadline => std::thread::sleep(transport::EXIT_POLL),
+                Err(_) => break,
             }
-            Err(_) if Instant::now() < deadline => std::thread::sleep(transport::EXIT_POLL),
-            Err(_) => break,
         }
     }
-    transport::flush_until(deadline);
-    if config().status_dir.is_some()
+    transport::flush_until(deadline, &|| startmsg::line(proc_info(), &cfg));
+    if cfg.status_dir.is_some()
         && let Ok(s) = r.state.try_lock()
         && let Some(links) = transport::try_status()
     {
@@ -374,7 +426,7 @@ pub(crate) fn at_exit() {
         drop(s);
         let _ = status::write(
             proc_info(),
-            &config(),
+            &cfg,
             &links,
             last.as_ref(),
             procinfo::now_unix(),

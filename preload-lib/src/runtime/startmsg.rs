@@ -21,7 +21,12 @@ static STATIC: OnceLock<Static> = OnceLock::new();
 
 fn statics(pi: &ProcInfo) -> &'static Static {
     STATIC.get_or_init(|| {
-        let (username, groupname) = procinfo::user_group(pi.uid, pi.gid);
+        let (username, groupname) =
+            if (pi.uid, pi.gid) == (procinfo::get().uid, procinfo::get().gid) {
+                procinfo::user_group_cached().clone()
+            } else {
+                procinfo::user_group(pi.uid, pi.gid)
+            };
         let cgroup = std::fs::read_to_string("/proc/self/cgroup")
             .unwrap_or_default()
             .lines()

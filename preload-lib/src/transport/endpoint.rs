@@ -87,6 +87,23 @@ fn host_port(dest: &str, rest: &str) -> Result<(String, u16), BadDest> {
 }
 
 impl Endpoint {
+    /// Can the process-exit path connect to this destination without waiting on the
+    /// network? Files, stdout/stderr and unix sockets are local; a UDP "connection" to
+    /// an IP address sends nothing and never blocks. TCP (and TLS) needs a handshake
+    /// with the peer, and a host name needs resolving: never at exit.
+    pub fn exit_connectable(&self) -> bool {
+        match self {
+            Endpoint::File { .. } | Endpoint::Stdout | Endpoint::Stderr => true,
+            Endpoint::Unix { .. } => true,
+            Endpoint::Udp { host, .. } => host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok(),
+            Endpoint::Tcp { .. } | Endpoint::Disabled => false,
+        }
+    }
+
     /// Parses AppScope's destination form: `tcp://host:port`, `udp://host:port`,
     /// `unix:///path`, `unix://@abstract`, `file:///path`, `file://stdout`, `file://stderr`.
     /// `tls` applies to tcp only.

@@ -33,6 +33,14 @@ const EMPTY: Slot = Slot {
 };
 
 static TABLE: [Slot; SLOTS] = [EMPTY; SLOTS];
+/// The lowest descriptor number ever registered (never raised): the interposers' check
+/// of an application fd below it is one load. Ours normally sit at [`high_base`] or
+/// above.
+static LOWEST: AtomicI32 = AtomicI32::new(i32::MAX);
+
+fn register_low(fd: c_int) {
+    LOWEST.fetch_min(fd, Ordering::AcqRel);
+}
 
 /// Index of a registered descriptor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,8 +48,11 @@ pub struct SlotId(usize);
 
 /// True when `fd` is one of the library's own descriptors. Lock-free, allocation-free,
 /// async-signal-safe.
+#[inline]
 pub fn is_own_fd(fd: c_int) -> bool {
-    fd >= 0 && TABLE.iter().any(|s| s.fd.load(Ordering::Acquire) == fd)
+    fd >= 0
+        && fd >= LOWEST.load(Ordering::Acquire)
+        && TABLE.iter().any(|s| s.fd.load(Ordering::Acquire) == fd)
 }
 
 /// The lowest number our descriptors are moved to: 64 below the soft `RLIMIT_NOFILE`,
@@ -94,6 +105,8 @@ pub fn adopt(fd: c_int) -> Option<SlotId> {
         unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
         fd
     };
+    // Before the number is published in the table.
+    register_low(use_fd);
     for (i, s) in TABLE.iter().enumerate() {
         if s.fd
             .compare_exchange(-1, use_fd, Ordering::AcqRel, Ordering::Acquire)
@@ -165,6 +178,7 @@ pub fn relocate_own_fd(fd: c_int) -> bool {
             // Could not move: give the number up; the transport reconnects.
             -1
         } else {
+            register_low(newfd);
             newfd
         };
         if s.fd

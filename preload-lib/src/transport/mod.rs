@@ -157,6 +157,8 @@ struct Link {
     dropped: u64,
     /// Sent first on every new connection (the process-start message), with its newline.
     greeting: Option<Vec<u8>>,
+    /// The background thread is connecting (without holding this link's lock).
+    connecting: bool,
 }
 
 impl Link {
@@ -175,7 +177,16 @@ impl Link {
             sent: 0,
             dropped: 0,
             greeting: None,
+            connecting: false,
         }
+    }
+
+    /// Should a connection attempt start now?
+    fn wants_connect(&self, now: Instant) -> bool {
+        self.endpoint != Endpoint::Disabled
+            && self.conn.is_none()
+            && !self.connecting
+            && now >= self.next_attempt
     }
 
     fn disconnect(&mut self, why: String, now: Instant) {
@@ -193,8 +204,9 @@ impl Link {
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
     }
 
-    fn try_connect(&mut self, now: Instant, deadline: Instant) {
-        match Conn::open(&self.endpoint, deadline) {
+    /// Records the result of a connection attempt.
+    fn connect_result(&mut self, r: std::io::Result<Conn>, now: Instant) {
+        match r {
             Ok(c) => {
                 self.conn = Some(c);
                 self.attempts = 0;
@@ -217,23 +229,18 @@ impl Link {
         }
     }
 
-    /// Moves data toward the destination. Returns true when work remains (data pending
-    /// or queued on a connected link).
-    fn service(&mut self, q: &Queue, now: Instant, deadline: Instant, connect_by: Instant) -> bool {
+    /// Moves data toward the destination (never connects: see [`connect_step`]). Returns
+    /// true when work remains (data pending or queued on a connected link).
+    fn service(&mut self, q: &Queue, now: Instant, deadline: Instant) -> bool {
         if self.endpoint == Endpoint::Disabled {
             self.dropped += q.clear();
             return false;
         }
         if self.conn.is_none() {
-            if now >= self.next_attempt {
-                self.try_connect(now, connect_by);
+            if self.down {
+                self.dropped += q.clear();
             }
-            if self.conn.is_none() {
-                if self.down {
-                    self.dropped += q.clear();
-                }
-                return false;
-            }
+            return false;
         }
         if self.conn.as_ref().is_some_and(|c| c.is_datagram()) {
             return self.service_datagram(q, now);
@@ -345,10 +352,15 @@ impl Link {
 
 struct Shared {
     queues: [Queue; 3],
-    links: Mutex<[Link; 3]>,
+    /// One lock per channel: the background thread holds one only across non-blocking
+    /// writes (never across a connection attempt), so the exit flush of one channel
+    /// never waits for another channel's connect.
+    links: [Mutex<Link>; 3],
     /// Set while the background thread sleeps with nothing to do.
     idle: AtomicBool,
     thread: OnceLock<std::thread::Thread>,
+    /// [`configure`] ran at least once (the destinations are known).
+    configured: AtomicBool,
 }
 
 static SHARED: AtomicPtr<Shared> = AtomicPtr::new(std::ptr::null_mut());
@@ -362,13 +374,14 @@ fn shared() -> Option<&'static Shared> {
 fn new_shared() -> &'static Shared {
     let s = Box::leak(Box::new(Shared {
         queues: [Queue::new(), Queue::new(), Queue::new()],
-        links: Mutex::new([
-            Link::new(Channel::Metrics),
-            Link::new(Channel::Events),
-            Link::new(Channel::Log),
-        ]),
+        links: [
+            Mutex::new(Link::new(Channel::Metrics)),
+            Mutex::new(Link::new(Channel::Events)),
+            Mutex::new(Link::new(Channel::Log)),
+        ],
         idle: AtomicBool::new(false),
         thread: OnceLock::new(),
+        configured: AtomicBool::new(false),
     }));
     SHARED.store(s, Ordering::Release);
     s
@@ -390,15 +403,17 @@ pub fn after_fork_child() {
     let s = new_shared();
     if let Some(old) = old {
         // Keep the destinations (not the connections) so the child reconnects at once.
-        if let Ok(links) = old.links.try_lock() {
-            let mut mine = s.links.lock().unwrap_or_else(|e| e.into_inner());
-            for (m, o) in mine.iter_mut().zip(links.iter()) {
+        for (mine, theirs) in s.links.iter().zip(old.links.iter()) {
+            if let Ok(o) = theirs.try_lock() {
+                let mut m = mine.lock().unwrap_or_else(|e| e.into_inner());
                 m.endpoint = o.endpoint.clone();
                 m.greeting = o.greeting.clone();
+                // The parent's connections are not ours: never drop them as ours.
+                std::mem::forget(o);
             }
-            // The parent's connections are not ours: never drop them as ours.
-            std::mem::forget(links);
         }
+        s.configured
+            .store(old.configured.load(Ordering::Acquire), Ordering::Release);
     }
 }
 
@@ -447,8 +462,29 @@ pub fn send_log(mut line: Vec<u8>) {
     enqueue(Channel::Log, line)
 }
 
-fn lock_links(s: &Shared) -> MutexGuard<'_, [Link; 3]> {
-    s.links.lock().unwrap_or_else(|e| e.into_inner())
+fn lock_link(m: &Mutex<Link>) -> MutexGuard<'_, Link> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The lock of one link, waiting for it at most until `deadline` (exit path).
+fn lock_link_until(m: &Mutex<Link>, deadline: Instant) -> Option<MutexGuard<'_, Link>> {
+    loop {
+        match m.try_lock() {
+            Ok(g) => return Some(g),
+            Err(std::sync::TryLockError::Poisoned(p)) => return Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                if Instant::now() >= deadline {
+                    return None;
+                }
+                std::thread::sleep(EXIT_POLL);
+            }
+        }
+    }
+}
+
+/// True once [`configure`] has set the destinations.
+pub fn is_configured() -> bool {
+    shared().is_some_and(|s| s.configured.load(Ordering::Acquire))
 }
 
 /// Sets the destinations. A channel whose destination changed is disconnected and
@@ -459,8 +495,8 @@ pub fn configure(endpoints: [Endpoint; 3], greeting: Option<Vec<u8>>, resend_gre
         return;
     };
     let now = Instant::now();
-    let mut links = lock_links(s);
-    for (link, ep) in links.iter_mut().zip(endpoints) {
+    for (m, ep) in s.links.iter().zip(endpoints) {
+        let mut link = lock_link(m);
         if link.endpoint != ep {
             if link.conn.is_some() {
                 link.disconnect(String::new(), now);
@@ -473,7 +509,7 @@ pub fn configure(endpoints: [Endpoint; 3], greeting: Option<Vec<u8>>, resend_gre
             link.next_attempt = now;
         }
     }
-    let ev = &mut links[Channel::Events as usize];
+    let mut ev = lock_link(&s.links[Channel::Events as usize]);
     ev.greeting = greeting.map(|mut g| {
         if g.last() != Some(&b'\n') {
             g.push(b'\n');
@@ -489,20 +525,43 @@ pub fn configure(endpoints: [Endpoint; 3], greeting: Option<Vec<u8>>, resend_gre
         ev.pending_lines += 1;
         ev.sent += 1;
     }
+    drop(ev);
+    s.configured.store(true, Ordering::Release);
+}
+
+/// One connection attempt on link `i` if it is due, made without holding the link's
+/// lock (a TCP connect or TLS handshake can take up to [`CONNECT_TIMEOUT`]).
+fn connect_step(s: &Shared, i: usize) {
+    let now = Instant::now();
+    let ep = {
+        let mut l = lock_link(&s.links[i]);
+        if !l.wants_connect(now) {
+            return;
+        }
+        l.connecting = true;
+        l.endpoint.clone()
+    };
+    let r = Conn::open(&ep, now + CONNECT_TIMEOUT);
+    let mut l = lock_link(&s.links[i]);
+    l.connecting = false;
+    if l.endpoint == ep && l.conn.is_none() {
+        l.connect_result(r, Instant::now());
+    }
+    // Otherwise the destination changed meanwhile: `r` is dropped (and closed).
 }
 
 /// Drains queues into the destinations until they are empty, the sockets would block or
-/// `deadline` passes. Returns true when more work remains soon (the caller should come
-/// back within a few milliseconds).
+/// `deadline` passes, connecting links that are due first. Returns true when more work
+/// remains soon (the caller should come back within a few milliseconds).
 pub fn service(deadline: Instant) -> bool {
     let Some(s) = shared() else {
         return false;
     };
-    let now = Instant::now();
-    let mut links = lock_links(s);
     let mut more = false;
-    for (i, link) in links.iter_mut().enumerate() {
-        more |= link.service(&s.queues[i], now, deadline, now + CONNECT_TIMEOUT);
+    for i in 0..s.links.len() {
+        connect_step(s, i);
+        let mut l = lock_link(&s.links[i]);
+        more |= l.service(&s.queues[i], Instant::now(), deadline);
     }
     more
 }
@@ -513,8 +572,8 @@ pub fn check_peers() {
         return;
     };
     let now = Instant::now();
-    let mut links = lock_links(s);
-    for link in links.iter_mut() {
+    for m in s.links.iter() {
+        let mut link = lock_link(m);
         if link.conn.as_ref().is_some_and(|c| c.peer_closed()) {
             link.disconnect("connection closed by peer".into(), now);
         }
@@ -524,11 +583,12 @@ pub fn check_peers() {
 /// The next instant a disconnected link wants to retry, if any.
 pub fn next_attempt() -> Option<Instant> {
     let s = shared()?;
-    let links = lock_links(s);
-    links
+    s.links
         .iter()
-        .filter(|l| l.conn.is_none() && l.endpoint != Endpoint::Disabled)
-        .map(|l| l.next_attempt)
+        .filter_map(|m| {
+            let l = lock_link(m);
+            (l.conn.is_none() && l.endpoint != Endpoint::Disabled).then_some(l.next_attempt)
+        })
         .min()
 }
 
@@ -563,71 +623,97 @@ pub fn status() -> Vec<LinkStatus> {
     let Some(s) = shared() else {
         return Vec::new();
     };
-    let links = lock_links(s);
-    links
+    s.links
         .iter()
         .enumerate()
-        .map(|(i, l)| l.status(&s.queues[i]))
+        .map(|(i, m)| lock_link(m).status(&s.queues[i]))
         .collect()
 }
 
 /// Status of every channel, or `None` when the background thread holds the state.
 pub fn try_status() -> Option<Vec<LinkStatus>> {
     let s = shared()?;
-    let links = s.links.try_lock().ok()?;
-    Some(
-        links
-            .iter()
-            .enumerate()
-            .map(|(i, l)| l.status(&s.queues[i]))
-            .collect(),
-    )
+    let mut v = Vec::with_capacity(s.links.len());
+    for (i, m) in s.links.iter().enumerate() {
+        v.push(m.try_lock().ok()?.status(&s.queues[i]));
+    }
+    Some(v)
 }
 
 /// How often the exit flush re-checks a busy lock or a pending write: short, because
 /// a short-lived process waits here (a 1 ms sleep became several ms on a loaded machine).
 pub const EXIT_POLL: Duration = Duration::from_micros(100);
 
-/// Bounded final flush (process exit): waits at most until `deadline` for the lock,
-/// then drains what it can.
-pub fn flush_until(deadline: Instant) {
+/// Can `ch` still deliver at process exit? True when it is connected, or when its
+/// destination is local (file, stdout/stderr, unix socket, UDP to an IP address) and
+/// not known to be down: the exit path connects to those itself, and never to a TCP or
+/// TLS destination or a name that needs resolving.
+pub fn can_deliver_at_exit(ch: Channel) -> bool {
+    let Some(s) = shared() else {
+        return false;
+    };
+    match s.links[ch as usize].try_lock() {
+        Ok(l) => l.conn.is_some() || (!l.down && l.endpoint.exit_connectable()),
+        // The background thread is writing to it right now.
+        Err(std::sync::TryLockError::WouldBlock) => true,
+        Err(std::sync::TryLockError::Poisoned(_)) => false,
+    }
+}
+
+/// Bounded final flush (process exit): delivers what is queued on connected links, and
+/// on links whose destination is local (see [`can_deliver_at_exit`]) after one connection
+/// attempt. Never connects to a network destination and never waits for the
+/// background thread's connection attempt to a network destination. Gives up at
+/// `deadline`.
+///
+/// `greeting` makes the start message when the exit path itself connects the events
+/// link and none is set yet (the background thread never ran): only then is it built.
+pub fn flush_until(deadline: Instant, greeting: &dyn Fn() -> Vec<u8>) {
     let Some(s) = shared() else {
         return;
     };
-    loop {
-        match s.links.try_lock() {
-            Ok(mut links) => {
-                loop {
-                    let now = Instant::now();
-                    let mut more = false;
-                    for (i, link) in links.iter_mut().enumerate() {
-                        // One connection attempt at exit even if the backoff says later.
-                        if link.conn.is_none() && !link.down {
-                            link.next_attempt = now;
-                        }
-                        more |= link.service(&s.queues[i], now, deadline, deadline);
-                    }
-                    let queued = s
-                        .queues
-                        .iter()
-                        .enumerate()
-                        .any(|(i, q)| !q.is_empty() && links[i].conn.is_some());
-                    if (!more && !queued) || Instant::now() >= deadline {
-                        return;
-                    }
-                    std::thread::sleep(EXIT_POLL);
-                }
+    for (i, m) in s.links.iter().enumerate() {
+        let q = &s.queues[i];
+        let Some(mut l) = lock_link_until(m, deadline) else {
+            return;
+        };
+        if l.conn.is_none() {
+            if l.down || !l.endpoint.exit_connectable() {
+                continue;
             }
-            Err(std::sync::TryLockError::Poisoned(p)) => {
-                drop(p);
-                return;
-            }
-            Err(std::sync::TryLockError::WouldBlock) => {
-                if Instant::now() >= deadline {
-                    return;
-                }
+            // A local destination the background thread is connecting to right now:
+            // that takes microseconds; wait for it rather than connect twice.
+            while l.connecting && Instant::now() < deadline {
+                drop(l);
                 std::thread::sleep(EXIT_POLL);
+                match lock_link_until(m, deadline) {
+                    Some(g) => l = g,
+                    None => return,
+                }
             }
+            if l.conn.is_none() && !l.connecting && !l.down {
+                let ep = l.endpoint.clone();
+                let r = Conn::open(&ep, deadline);
+                if r.is_ok() && i == Channel::Events as usize && l.greeting.is_none() {
+                    let mut g = greeting();
+                    if g.last() != Some(&b'\n') {
+                        g.push(b'\n');
+                    }
+                    l.greeting = Some(g);
+                }
+                l.connect_result(r, Instant::now());
+            }
+            if l.conn.is_none() {
+                continue;
+            }
+        }
+        loop {
+            let more = l.service(q, Instant::now(), deadline);
+            let queued = !q.is_empty() && l.conn.is_some();
+            if (!more && !queued) || Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(EXIT_POLL);
         }
     }
 }
