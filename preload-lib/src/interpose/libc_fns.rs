@@ -18,7 +18,7 @@ use libc::{
     socklen_t, ssize_t,
 };
 
-use super::guard::{self, Guard};
+use super::guard::Guard;
 use super::real::{Real, errno, set_errno};
 use super::record::{self, Dir};
 
@@ -84,7 +84,11 @@ macro_rules! interpose {
         #[cfg_attr(not(test), unsafe(no_mangle))]
         pub unsafe extern "C" fn $name($($a: $t),*) -> $r {
             static REAL: Real = Real::new(concat!(stringify!($name), "\0"));
-            let active = guard::active();
+            // One thread-local lookup: the re-entry counter, checked here and raised
+            // around the recording below.
+            let internal = crate::runtime::internal_counter();
+            // SAFETY: the calling thread's own counter, valid during this call.
+            let active = unsafe { (*internal).get() } != 0 || !crate::runtime::is_active();
             // `before` is either trivial (a clock read) or wraps itself in `guarded`.
             let $pre: u64 = if active {
                 0
@@ -105,10 +109,14 @@ macro_rules! interpose {
                 return $ret;
             }
             let saved = errno();
-            guarded(|| {
+            // SAFETY: as above.
+            let c = unsafe { &*internal };
+            c.set(c.get() + 1);
+            let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 #[allow(unused_unsafe)]
                 unsafe { $after }
-            });
+            }));
+            c.set(c.get() - 1);
             set_errno(saved);
             $ret
         }
@@ -120,9 +128,11 @@ fn enosys<T>(v: T) -> T {
     v
 }
 
+/// Start of a timed call, in [`crate::metrics::clock`] ticks (0: not timed).
+#[inline]
 fn t0(fd: c_int) -> u64 {
     if record::want_timing(fd) {
-        crate::metrics::mono_ns()
+        crate::metrics::clock::ticks()
     } else {
         0
     }
@@ -229,55 +239,55 @@ interpose! {
     fn read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t;
     fallback = libc::syscall(libc::SYS_read, fd, buf, n) as ssize_t;
     before = |p| t0(fd);
-    after = |r| record::data(fd, Dir::Read, r, &one_buf(buf, r), p, "read");
+    after = |r| record::data_ticks(fd, Dir::Read, r, &one_buf(buf, r), p, "read");
 }
 interpose! {
     fn __read_chk(fd: c_int, buf: *mut c_void, n: size_t, buflen: size_t) -> ssize_t;
     fallback = libc::syscall(libc::SYS_read, fd, buf, n.min(buflen)) as ssize_t;
     before = |p| t0(fd);
-    after = |r| record::data(fd, Dir::Read, r, &one_buf(buf, r), p, "__read_chk");
+    after = |r| record::data_ticks(fd, Dir::Read, r, &one_buf(buf, r), p, "__read_chk");
 }
 interpose! {
     fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssize_t;
     fallback = libc::syscall(libc::SYS_write, fd, buf, n) as ssize_t;
     before = |p| t0(fd);
-    after = |r| record::data(fd, Dir::Write, r, &one_buf(buf, r), p, "write");
+    after = |r| record::data_ticks(fd, Dir::Write, r, &one_buf(buf, r), p, "write");
 }
 interpose! {
     fn pread(fd: c_int, buf: *mut c_void, n: size_t, off: off_t) -> ssize_t;
     fallback = libc::syscall(libc::SYS_pread64, fd, buf, n, off) as ssize_t;
     before = |p| t0(fd);
-    after = |r| record::data(fd, Dir::Read, r, &one_buf(buf, r), p, "pread");
+    after = |r| record::data_ticks(fd, Dir::Read, r, &one_buf(buf, r), p, "pread");
 }
 interpose! {
     fn pread64(fd: c_int, buf: *mut c_void, n: size_t, off: off_t) -> ssize_t;
     fallback = libc::syscall(libc::SYS_pread64, fd, buf, n, off) as ssize_t;
     before = |p| t0(fd);
-    after = |r| record::data(fd, Dir::Read, r, &one_buf(buf, r), p, "pread64");
+    after = |r| record::data_ticks(fd, Dir::Read, r, &one_buf(buf, r), p, "pread64");
 }
 interpose! {
     fn pwrite(fd: c_int, buf: *const c_void, n: size_t, off: off_t) -> ssize_t;
     fallback = libc::syscall(libc::SYS_pwrite64, fd, buf, n, off) as ssize_t;
     before = |p| t0(fd);
-    after = |r| record::data(fd, Dir::Write, r, &one_buf(buf, r), p, "pwrite");
+    after = |r| record::data_ticks(fd, Dir::Write, r, &one_buf(buf, r), p, "pwrite");
 }
 interpose! {
     fn pwrite64(fd: c_int, buf: *const c_void, n: size_t, off: off_t) -> ssize_t;
     fallback = libc::syscall(libc::SYS_pwrite64, fd, buf, n, off) as ssize_t;
     before = |p| t0(fd);
-    after = |r| record::data(fd, Dir::Write, r, &one_buf(buf, r), p, "pwrite64");
+    after = |r| record::data_ticks(fd, Dir::Write, r, &one_buf(buf, r), p, "pwrite64");
 }
 interpose! {
     fn readv(fd: c_int, iov: *const iovec, cnt: c_int) -> ssize_t;
     fallback = libc::syscall(libc::SYS_readv, fd, iov, cnt) as ssize_t;
     before = |p| t0(fd);
-    after = |r| record::data(fd, Dir::Read, r, &iov_bufs(iov, cnt, r), p, "readv");
+    after = |r| record::data_ticks(fd, Dir::Read, r, &iov_bufs(iov, cnt, r), p, "readv");
 }
 interpose! {
     fn writev(fd: c_int, iov: *const iovec, cnt: c_int) -> ssize_t;
     fallback = libc::syscall(libc::SYS_writev, fd, iov, cnt) as ssize_t;
     before = |p| t0(fd);
-    after = |r| record::data(fd, Dir::Write, r, &iov_bufs(iov, cnt, r), p, "writev");
+    after = |r| record::data_ticks(fd, Dir::Write, r, &iov_bufs(iov, cnt, r), p, "writev");
 }
 interpose! {
     fn fwrite(ptr: *const c_void, size: size_t, nmemb: size_t, stream: *mut FILE) -> size_t;
@@ -334,67 +344,67 @@ interpose! {
     fn stat(path: *const c_char, buf: *mut c_void) -> c_int;
     fallback = libc::syscall(libc::SYS_newfstatat, libc::AT_FDCWD, path, buf, 0) as c_int;
     before = |_p| 0;
-    after = |r| record::stat(&path_str(path), r, "stat");
+    after = |r| record::stat_lazy(|| path_str(path), r, "stat");
 }
 interpose! {
     fn stat64(path: *const c_char, buf: *mut c_void) -> c_int;
     fallback = libc::syscall(libc::SYS_newfstatat, libc::AT_FDCWD, path, buf, 0) as c_int;
     before = |_p| 0;
-    after = |r| record::stat(&path_str(path), r, "stat64");
+    after = |r| record::stat_lazy(|| path_str(path), r, "stat64");
 }
 interpose! {
     fn lstat(path: *const c_char, buf: *mut c_void) -> c_int;
     fallback = libc::syscall(libc::SYS_newfstatat, libc::AT_FDCWD, path, buf, libc::AT_SYMLINK_NOFOLLOW) as c_int;
     before = |_p| 0;
-    after = |r| record::stat(&path_str(path), r, "lstat");
+    after = |r| record::stat_lazy(|| path_str(path), r, "lstat");
 }
 interpose! {
     fn lstat64(path: *const c_char, buf: *mut c_void) -> c_int;
     fallback = libc::syscall(libc::SYS_newfstatat, libc::AT_FDCWD, path, buf, libc::AT_SYMLINK_NOFOLLOW) as c_int;
     before = |_p| 0;
-    after = |r| record::stat(&path_str(path), r, "lstat64");
+    after = |r| record::stat_lazy(|| path_str(path), r, "lstat64");
 }
 interpose! {
     fn fstatat(dirfd: c_int, path: *const c_char, buf: *mut c_void, flags: c_int) -> c_int;
     fallback = libc::syscall(libc::SYS_newfstatat, dirfd, path, buf, flags) as c_int;
     before = |_p| 0;
-    after = |r| record::stat(&path_str(path), r, "fstatat");
+    after = |r| record::stat_lazy(|| path_str(path), r, "fstatat");
 }
 interpose! {
     fn fstatat64(dirfd: c_int, path: *const c_char, buf: *mut c_void, flags: c_int) -> c_int;
     fallback = libc::syscall(libc::SYS_newfstatat, dirfd, path, buf, flags) as c_int;
     before = |_p| 0;
-    after = |r| record::stat(&path_str(path), r, "fstatat64");
+    after = |r| record::stat_lazy(|| path_str(path), r, "fstatat64");
 }
 interpose! {
     fn statx(dirfd: c_int, path: *const c_char, flags: c_int, mask: c_uint, buf: *mut c_void) -> c_int;
     fallback = libc::syscall(libc::SYS_statx, dirfd, path, flags, mask, buf) as c_int;
     before = |_p| 0;
-    after = |r| record::stat(&path_str(path), r, "statx");
+    after = |r| record::stat_lazy(|| path_str(path), r, "statx");
 }
 interpose! {
     fn __xstat(ver: c_int, path: *const c_char, buf: *mut c_void) -> c_int;
     fallback = enosys(-1);
     before = |_p| 0;
-    after = |r| record::stat(&path_str(path), r, "__xstat");
+    after = |r| record::stat_lazy(|| path_str(path), r, "__xstat");
 }
 interpose! {
     fn __lxstat(ver: c_int, path: *const c_char, buf: *mut c_void) -> c_int;
     fallback = enosys(-1);
     before = |_p| 0;
-    after = |r| record::stat(&path_str(path), r, "__lxstat");
+    after = |r| record::stat_lazy(|| path_str(path), r, "__lxstat");
 }
 interpose! {
     fn __xstat64(ver: c_int, path: *const c_char, buf: *mut c_void) -> c_int;
     fallback = enosys(-1);
     before = |_p| 0;
-    after = |r| record::stat(&path_str(path), r, "__xstat64");
+    after = |r| record::stat_lazy(|| path_str(path), r, "__xstat64");
 }
 interpose! {
     fn __lxstat64(ver: c_int, path: *const c_char, buf: *mut c_void) -> c_int;
     fallback = enosys(-1);
     before = |_p| 0;
-    after = |r| record::stat(&path_str(path), r, "__lxstat64");
+    after = |r| record::stat_lazy(|| path_str(path), r, "__lxstat64");
 }
 interpose! {
     fn unlink(path: *const c_char) -> c_int;
@@ -468,6 +478,23 @@ interpose! {
 
 // ---- sockets --------------------------------------------------------------------------
 
+/// The peer address `accept` wrote for the application, if it asked for one. `cap` is
+/// the buffer size the application passed (the kernel reports the full length even when
+/// it truncated the address).
+unsafe fn accepted_peer(
+    r: c_int,
+    addr: *const sockaddr,
+    len: *const socklen_t,
+    cap: u64,
+) -> Option<std::net::SocketAddr> {
+    if r < 0 || addr.is_null() || len.is_null() {
+        return None;
+    }
+    // SAFETY: accept succeeded and wrote `min(*len, cap)` bytes at `addr`.
+    let n = u64::from(unsafe { *len }).min(cap) as socklen_t;
+    unsafe { super::fdtable::sockaddr_to(addr, n) }
+}
+
 interpose! {
     fn socket(domain: c_int, ty: c_int, proto: c_int) -> c_int;
     fallback = libc::syscall(libc::SYS_socket, domain, ty, proto) as c_int;
@@ -495,14 +522,14 @@ interpose! {
 interpose! {
     fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int;
     fallback = libc::syscall(libc::SYS_accept, fd, addr, len) as c_int;
-    before = |_p| 0;
-    after = |r| record::accept(fd, r, "accept");
+    before = |p| if len.is_null() { 0 } else { u64::from(*len) };
+    after = |r| record::accept_from(fd, r, accepted_peer(r, addr, len, p), "accept");
 }
 interpose! {
     fn accept4(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> c_int;
     fallback = libc::syscall(libc::SYS_accept4, fd, addr, len, flags) as c_int;
-    before = |_p| 0;
-    after = |r| record::accept(fd, r, "accept4");
+    before = |p| if len.is_null() { 0 } else { u64::from(*len) };
+    after = |r| record::accept_from(fd, r, accepted_peer(r, addr, len, p), "accept4");
 }
 interpose! {
     fn shutdown(fd: c_int, how: c_int) -> c_int;

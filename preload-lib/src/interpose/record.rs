@@ -524,6 +524,11 @@ pub unsafe fn connect(
 
 /// `accept`/`accept4` on `lfd` returned `newfd`.
 pub fn accept(lfd: i32, newfd: i32, op: &'static str) {
+    accept_from(lfd, newfd, None, op)
+}
+
+/// [`accept`] with the peer address accept returned, when the caller asked for it.
+pub fn accept_from(lfd: i32, newfd: i32, peer: Option<SocketAddr>, op: &'static str) {
     if newfd < 0 {
         let e = super::real::errno();
         if e != libc::EAGAIN && e != libc::EWOULDBLOCK && e != libc::EINTR {
@@ -534,7 +539,18 @@ pub fn accept(lfd: i32, newfd: i32, op: &'static str) {
     if own_fd(lfd) || own_fd(newfd) {
         return;
     }
-    let (kind, local, peer) = socket_identity(newfd);
+    // What the listener and accept's own output tell, without three more syscalls: the
+    // type and the local address (when bound to a specific one) are the listener's.
+    let known = peer.and_then(|p| {
+        let l = fdtable::get(lfd)?;
+        let k = l.kind();
+        if !matches!(k, Kind::Tcp) || !l.has_flag(F_LISTEN) {
+            return None;
+        }
+        let local = l.info().local.filter(|a| !a.ip().is_unspecified())?;
+        Some((k, Some(local), Some(p)))
+    });
+    let (kind, local, peer) = known.unwrap_or_else(|| socket_identity(newfd));
     let Some(s) = fdtable::get_or_alloc(newfd) else {
         return;
     };
@@ -595,14 +611,158 @@ pub fn listen(fd: i32) {
     }
 }
 
+/// How a transfer was timed.
+#[derive(Debug, Clone, Copy)]
+enum Timer {
+    /// Not timed.
+    None,
+    /// Started at this `metrics::mono_ns()`.
+    Mono(u64),
+    /// Started at this `metrics::clock::ticks()`.
+    Ticks(u64),
+}
+
 /// Data moved on `fd`: `ret` bytes (or -1), `bufs` the bytes themselves when the caller
 /// can provide them (for protocol detection and console/file events), `t0` the start time
-/// when timed (0 otherwise).
+/// (`metrics::mono_ns()`) when timed (0 otherwise).
 pub fn data(fd: i32, dir: Dir, ret: isize, bufs: Bytes<'_>, t0: u64, op: &'static str) {
+    let t = if t0 > 0 { Timer::Mono(t0) } else { Timer::None };
+    data_timed(fd, dir, ret, bufs, t, op)
+}
+
+/// [`data`] with the start time in `metrics::clock::ticks()` (what the read/write
+/// wrappers use: no `clock_gettime` per call).
+#[inline]
+pub fn data_ticks(fd: i32, dir: Dir, ret: isize, bufs: Bytes<'_>, t0: u64, op: &'static str) {
+    let t = if t0 > 0 {
+        Timer::Ticks(t0)
+    } else {
+        Timer::None
+    };
+    data_timed(fd, dir, ret, bufs, t, op)
+}
+
+/// Adds `n` to a per-fd counter. Plain load + store (no lock prefix): an fd is nearly
+/// always written by one thread at a time; two threads racing on one fd can lose an
+/// update of these per-connection totals (the period metrics are exact).
+#[inline]
+fn bump(c: &std::sync::atomic::AtomicU64, n: u64) {
+    c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
+}
+
+#[inline]
+fn data_timed(fd: i32, dir: Dir, ret: isize, bufs: Bytes<'_>, t0: Timer, op: &'static str) {
+    if ret >= 0 && data_fast(fd, dir, ret as u64, t0) {
+        return;
+    }
+    data_slow(fd, dir, ret, bufs, t0, op)
+}
+
+/// The common case, with nothing to look at but the byte count: a known file or socket
+/// that is not console output, aggregated metrics, no event or protocol detection
+/// wanting the bytes. Returns false when the full path must run instead.
+#[inline]
+fn data_fast(fd: i32, dir: Dir, n: u64, t0: Timer) -> bool {
+    let Some(s) = fdtable::get(fd) else {
+        return false;
+    };
+    let kind = s.kind();
+    let fs = match kind {
+        Kind::File => true,
+        Kind::Tcp | Kind::UnixStream | Kind::Udp | Kind::UnixDgram => false,
+        _ => return false,
+    };
+    if metrics::indiv(metrics::INDIV_RW) || own_fd(fd) {
+        return false;
+    }
+    if fs {
+        if (fd == 1 || fd == 2) && dir == Dir::Write && s.has_flag(fdtable::F_INHERITED) {
+            // The process's own stdout/stderr file: console output.
+            return false;
+        }
+        if dir == Dir::Write && n > 0 && events::on(events::FILE) {
+            // Log-file events need the bytes, unless this file is known not to be one.
+            let f = s.flags.load(Relaxed);
+            if f & F_LOGFILE_CHECKED == 0 || f & F_LOGFILE != 0 {
+                return false;
+            }
+        }
+    } else {
+        if n > 0
+            && matches!(kind, Kind::Tcp | Kind::UnixStream)
+            && !s.has_flag(F_NOT_HTTP)
+            && (events::on(events::HTTP) || metrics::on(metrics::HTTP))
+        {
+            return false;
+        }
+        if kind == Kind::Udp
+            && dir == Dir::Write
+            && (events::on(events::DNS) || metrics::on(metrics::DNS))
+        {
+            return false;
+        }
+    }
+    let (bytes, ops) = if dir == Dir::Read {
+        (&s.rd_bytes, &s.rd_ops)
+    } else {
+        (&s.wr_bytes, &s.wr_ops)
+    };
+    bump(bytes, n);
+    bump(ops, 1);
+    if fs {
+        if metrics::on(metrics::FS) {
+            let b = metrics::local::mine();
+            if dir == Dir::Read {
+                AGG.fs_read_bytes.add_in(b, n);
+                AGG.fs_read_ops.add_in(b, 1);
+            } else {
+                AGG.fs_write_bytes.add_in(b, n);
+                AGG.fs_write_ops.add_in(b, 1);
+            }
+            match t0 {
+                Timer::Ticks(t) => AGG
+                    .fs_dur_ticks
+                    .add_in(b, metrics::clock::ticks().saturating_sub(t)),
+                Timer::Mono(t) => AGG
+                    .fs_dur_us
+                    .add_in(b, metrics::mono_ns().saturating_sub(t) / 1000),
+                Timer::None => {}
+            }
+            AGG.fs_dur_ops.add_in(b, 1);
+        }
+    } else if metrics::on(metrics::NET) {
+        let b = metrics::local::mine();
+        let c = kind.class();
+        if dir == Dir::Read {
+            AGG.net_rx_bytes[c].add_in(b, n);
+            AGG.net_rx_ops[c].add_in(b, 1);
+        } else {
+            AGG.net_tx_bytes[c].add_in(b, n);
+            AGG.net_tx_ops[c].add_in(b, 1);
+        }
+    }
+    true
+}
+
+#[inline(never)]
+fn data_slow(fd: i32, dir: Dir, ret: isize, bufs: Bytes<'_>, t0: Timer, op: &'static str) {
     if own_fd(fd) {
         return;
     }
-    let kind = classify(fd);
+    // One table lookup for the common case of a known fd.
+    let (slot, kind) = match fdtable::get(fd) {
+        Some(s) if s.kind() != Kind::Unknown => (Some(s), s.kind()),
+        _ => {
+            let k = classify(fd);
+            (fdtable::get(fd), k)
+        }
+    };
+    if kind == Kind::Other || kind == Kind::Unknown {
+        // Pipes, eventfds, ttys on 0-2...: only console output is of interest.
+        if !((fd == 1 || fd == 2) && dir == Dir::Write && ret > 0) {
+            return;
+        }
+    }
     if ret < 0 {
         let e = super::real::errno();
         if e == libc::EAGAIN || e == libc::EWOULDBLOCK || e == libc::EINTR {
@@ -610,9 +770,7 @@ pub fn data(fd: i32, dir: Dir, ret: isize, bufs: Bytes<'_>, t0: u64, op: &'stati
         }
         match kind {
             Kind::File => {
-                let path = fdtable::get(fd)
-                    .map(|s| s.info().path.clone())
-                    .unwrap_or_default();
+                let path = slot.map(|s| s.info().path.clone()).unwrap_or_default();
                 fs_error(op, 1, &path);
             }
             k if k.is_socket() => net_error(op, 1),
@@ -622,9 +780,9 @@ pub fn data(fd: i32, dir: Dir, ret: isize, bufs: Bytes<'_>, t0: u64, op: &'stati
     }
     let n = ret as u64;
     let console = (fd == 1 || fd == 2) && dir == Dir::Write && !kind.is_socket() && {
-        kind != Kind::File || fdtable::get(fd).is_none_or(|s| s.has_flag(fdtable::F_INHERITED))
+        kind != Kind::File || slot.is_none_or(|s| s.has_flag(fdtable::F_INHERITED))
     };
-    if console && events::want(events::CONSOLE) && n > 0 {
+    if console && n > 0 && events::want(events::CONSOLE) {
         let name = if fd == 1 { "stdout" } else { "stderr" };
         let mut left = n as usize;
         bufs(&mut |b| {
@@ -635,7 +793,7 @@ pub fn data(fd: i32, dir: Dir, ret: isize, bufs: Bytes<'_>, t0: u64, op: &'stati
             }
         });
     }
-    let Some(s) = fdtable::get(fd) else { return };
+    let Some(s) = slot else { return };
     match kind {
         Kind::File => {
             let (bytes, ops) = if dir == Dir::Read {
@@ -643,20 +801,22 @@ pub fn data(fd: i32, dir: Dir, ret: isize, bufs: Bytes<'_>, t0: u64, op: &'stati
             } else {
                 (&s.wr_bytes, &s.wr_ops)
             };
-            bytes.fetch_add(n, Relaxed);
-            ops.fetch_add(1, Relaxed);
+            bump(bytes, n);
+            bump(ops, 1);
             if metrics::on(metrics::FS) {
                 let name = if dir == Dir::Read {
                     "fs.read"
                 } else {
                     "fs.write"
                 };
-                let dur_us = if t0 > 0 {
-                    metrics::mono_ns().saturating_sub(t0) / 1000
-                } else {
-                    0
+                // (microseconds, clock ticks) of the call
+                let (dur_us, dur_ticks) = match t0 {
+                    Timer::None => (0, 0),
+                    Timer::Mono(t) => (metrics::mono_ns().saturating_sub(t) / 1000, 0),
+                    Timer::Ticks(t) => (0, metrics::clock::ticks().saturating_sub(t)),
                 };
                 if metrics::indiv(metrics::INDIV_RW) {
+                    let dur_us = dur_us + metrics::clock::ticks_to_us(dur_ticks);
                     let path = s.info().path.clone();
                     metrics::individual(&Metric {
                         name,
@@ -692,7 +852,11 @@ pub fn data(fd: i32, dir: Dir, ret: isize, bufs: Bytes<'_>, t0: u64, op: &'stati
                         AGG.fs_write_bytes.add(n);
                         AGG.fs_write_ops.add(1);
                     }
-                    AGG.fs_dur_us.add(dur_us);
+                    if dur_ticks > 0 {
+                        AGG.fs_dur_ticks.add(dur_ticks);
+                    } else {
+                        AGG.fs_dur_us.add(dur_us);
+                    }
                     AGG.fs_dur_ops.add(1);
                 }
             }
@@ -726,8 +890,8 @@ pub fn data(fd: i32, dir: Dir, ret: isize, bufs: Bytes<'_>, t0: u64, op: &'stati
             } else {
                 (&s.wr_bytes, &s.wr_ops)
             };
-            bytes.fetch_add(n, Relaxed);
-            ops.fetch_add(1, Relaxed);
+            bump(bytes, n);
+            bump(ops, 1);
             if metrics::on(metrics::NET) {
                 if metrics::indiv(metrics::INDIV_RW) {
                     let (local, peer) = {
@@ -1030,14 +1194,26 @@ pub fn seek(fd: i32, ret: i64, op: &'static str) {
 
 /// `stat` family on `path` (empty for fd-based calls).
 pub fn stat(path: &str, ret: i32, op: &'static str) {
+    stat_lazy(|| path.to_string(), ret, op)
+}
+
+/// [`stat`] with the path made only when a metric line names it (the aggregated count,
+/// the common case, needs no copy of the path).
+pub fn stat_lazy(path: impl FnOnce() -> String, ret: i32, op: &'static str) {
     if !metrics::on(metrics::FS) {
         return;
     }
     if ret != 0 {
-        fs_error(op, 2, path);
+        if metrics::indiv(metrics::INDIV_ERR) {
+            fs_error(op, 2, &path());
+        } else {
+            fs_error(op, 2, "");
+        }
         return;
     }
     if metrics::indiv(metrics::INDIV_STAT) {
+        let path = path();
+        let path = path.as_str();
         metrics::individual(&Metric {
             name: "fs.stat",
             kind: MK::Counter,

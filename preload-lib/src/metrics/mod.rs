@@ -1,14 +1,17 @@
 //! Metrics: lock-free aggregation per summary period, AppScope names and tags, StatsD or
 //! NDJSON output.
 //!
-//! Interposers record into global relaxed atomics ([`AGG`]); no allocation and no syscall
-//! of ours on that path. Depending on `SCOPE_METRIC_VERBOSITY`, some groups are not
+//! Interposers record through [`AGG`]'s counters into a block of the calling thread
+//! ([`local`]: plain relaxed stores, no lock prefix, no allocation and no syscall of
+//! ours on that path); the reporter sums the blocks once per period. Depending on `SCOPE_METRIC_VERBOSITY`, some groups are not
 //! aggregated but sent as one metric line per call ([`individual`]), as AppScope does:
 //! 5 errors, 6 fs open/close and DNS, 7 fs stat and net open/close, 8 seek,
 //! 9 fs read/write and net send/recv. [`flush_period`] (called by the reporter thread)
 //! formats the period's aggregates plus the `proc.*` gauges and sends them.
 
+pub mod clock;
 pub mod format;
+pub mod local;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
@@ -127,7 +130,9 @@ pub fn verbosity() -> u8 {
     VERBOSITY.load(Relaxed)
 }
 
-/// A relaxed atomic counter.
+/// A counter of [`AGG`]. Adding counts into the calling thread's block (see [`local`]);
+/// the atomic itself takes only what threads without a block count, and counters that
+/// are not part of `AGG`.
 #[derive(Debug, Default)]
 pub struct Ctr(AtomicU64);
 
@@ -135,12 +140,36 @@ impl Ctr {
     pub const fn new() -> Self {
         Ctr(AtomicU64::new(0))
     }
+    /// This counter's slot in a per-thread block, when it is a field of [`AGG`].
+    #[inline]
+    fn slot(&self) -> Option<usize> {
+        let off = (self as *const Ctr as usize).wrapping_sub(&AGG as *const Agg as usize);
+        (off < std::mem::size_of::<Agg>()).then_some(off / 8)
+    }
     #[inline]
     pub fn add(&self, n: u64) {
+        if let Some(i) = self.slot()
+            && local::add(i, n)
+        {
+            return;
+        }
         self.0.fetch_add(n, Relaxed);
     }
-    pub fn take(&self) -> u64 {
-        self.0.swap(0, Relaxed)
+    /// [`Ctr::add`] into a block already looked up with [`local::mine`].
+    #[inline]
+    pub fn add_in(&self, b: Option<&local::Block>, n: u64) {
+        match (b, self.slot()) {
+            (Some(b), Some(i)) => b.add(i, n),
+            _ => {
+                self.0.fetch_add(n, Relaxed);
+            }
+        }
+    }
+    /// Takes what was counted since the last take (the global part plus `threads`, the
+    /// per-thread totals collected by [`local::collect`]).
+    fn take_with(&self, threads: &[u64; local::SLOTS]) -> u64 {
+        let t = self.slot().map_or(0, |i| threads[i]);
+        self.0.swap(0, Relaxed).wrapping_add(t)
     }
     pub fn get(&self) -> u64 {
         self.0.load(Relaxed)
@@ -154,8 +183,10 @@ pub const FS_ERR_CLASSES: [&str; 3] = ["open_close", "read_write", "stat"];
 /// net.error classes.
 pub const NET_ERR_CLASSES: [&str; 2] = ["connection", "rx_tx"];
 
-/// The period's aggregates.
+/// The period's aggregates. `repr(C)` with 8-byte fields only: field `i` is slot `i` of a
+/// per-thread block ([`local`]).
 #[derive(Debug)]
+#[repr(C)]
 pub struct Agg {
     pub fs_open: Ctr,
     pub fs_close: Ctr,
@@ -166,6 +197,8 @@ pub struct Agg {
     pub fs_seek: Ctr,
     pub fs_stat: Ctr,
     pub fs_dur_us: Ctr,
+    /// Durations measured in [`clock`] ticks (converted when the period is reported).
+    pub fs_dur_ticks: Ctr,
     pub fs_dur_ops: Ctr,
     pub fs_err: [Ctr; 3],
     pub net_open: Ctr,
@@ -194,6 +227,7 @@ pub static AGG: Agg = Agg {
     fs_seek: Ctr::new(),
     fs_stat: Ctr::new(),
     fs_dur_us: Ctr::new(),
+    fs_dur_ticks: Ctr::new(),
     fs_dur_ops: Ctr::new(),
     fs_err: [Ctr::new(), Ctr::new(), Ctr::new()],
     net_open: Ctr::new(),
@@ -390,26 +424,58 @@ pub struct Snapshot {
     pub udp_open: i64,
 }
 
+/// Serialises takers of the period's counters (the reporter's tick and the exit flush
+/// already exclude each other; this also covers tests). A flag, not a mutex: a forked
+/// child resets it.
+static TAKING: AtomicBool = AtomicBool::new(false);
+
+struct Taking;
+
+impl Taking {
+    fn lock() -> Taking {
+        while TAKING
+            .compare_exchange_weak(false, true, std::sync::atomic::Ordering::Acquire, Relaxed)
+            .is_err()
+        {
+            std::thread::yield_now();
+        }
+        Taking
+    }
+}
+
+impl Drop for Taking {
+    fn drop(&mut self) {
+        TAKING.store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
 /// Take (and reset) the period's counters.
 pub fn take_snapshot() -> Snapshot {
+    let _t = Taking::lock();
+    let mut th = [0u64; local::SLOTS];
+    local::collect(&mut th);
     let a = &AGG;
-    let pair = |b: &Ctr, o: &Ctr| (b.take(), o.take());
+    let t = |c: &Ctr| c.take_with(&th);
+    let pair = |b: &Ctr, o: &Ctr| (t(b), t(o));
     Snapshot {
-        fs_open: a.fs_open.take(),
-        fs_close: a.fs_close.take(),
+        fs_open: t(&a.fs_open),
+        fs_close: t(&a.fs_close),
         fs_read: pair(&a.fs_read_bytes, &a.fs_read_ops),
         fs_write: pair(&a.fs_write_bytes, &a.fs_write_ops),
-        fs_seek: a.fs_seek.take(),
-        fs_stat: a.fs_stat.take(),
-        fs_dur: pair(&a.fs_dur_us, &a.fs_dur_ops),
-        fs_err: [a.fs_err[0].take(), a.fs_err[1].take(), a.fs_err[2].take()],
-        net_open: a.net_open.take(),
-        net_close: a.net_close.take(),
+        fs_seek: t(&a.fs_seek),
+        fs_stat: t(&a.fs_stat),
+        fs_dur: (
+            t(&a.fs_dur_us).wrapping_add(clock::ticks_to_us(t(&a.fs_dur_ticks))),
+            t(&a.fs_dur_ops),
+        ),
+        fs_err: [t(&a.fs_err[0]), t(&a.fs_err[1]), t(&a.fs_err[2])],
+        net_open: t(&a.net_open),
+        net_close: t(&a.net_close),
         net_rx: std::array::from_fn(|i| pair(&a.net_rx_bytes[i], &a.net_rx_ops[i])),
         net_tx: std::array::from_fn(|i| pair(&a.net_tx_bytes[i], &a.net_tx_ops[i])),
         net_dur: pair(&a.net_dur_ms, &a.net_dur_ops),
-        net_err: [a.net_err[0].take(), a.net_err[1].take()],
-        dns_req: a.dns_req.take(),
+        net_err: [t(&a.net_err[0]), t(&a.net_err[1])],
+        dns_req: t(&a.dns_req),
         tcp_open: a.tcp_open.load(Relaxed).max(0),
         udp_open: a.udp_open.load(Relaxed).max(0),
     }
@@ -739,19 +805,15 @@ fn read_proc_figures() -> ProcFigures {
 fn proc_start_metric(args: &str) -> Metric<'_> {
     // SAFETY: these getters have no preconditions.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    let name_of = |path: &str, id: u32| {
-        std::fs::read_to_string(path)
-            .ok()
-            .and_then(|s| {
-                s.lines().find_map(|l| {
-                    let f: Vec<&str> = l.split(':').collect();
-                    (f.len() > 2 && f[2].parse::<u32>().ok() == Some(id)).then(|| f[0].to_string())
-                })
-            })
-            .unwrap_or_else(|| id.to_string())
+    let pi = crate::runtime::proc_info();
+    let (user, group): (&'static str, &'static str) = if (uid, gid) == (pi.uid, pi.gid) {
+        // Shared with the start message (read once per process).
+        let n = crate::runtime::procinfo::user_group_cached();
+        (&n.0, &n.1)
+    } else {
+        let (u, g) = crate::runtime::procinfo::user_group(uid, gid);
+        (Box::leak(u.into_boxed_str()), Box::leak(g.into_boxed_str()))
     };
-    let user: &'static str = Box::leak(name_of("/etc/passwd", uid).into_boxed_str());
-    let group: &'static str = Box::leak(name_of("/etc/group", gid).into_boxed_str());
     Metric {
         name: "proc.start",
         kind: Kind::Counter,
@@ -799,6 +861,9 @@ pub fn flush_period() {
 /// After fork in the child: forget the parent's period so nothing is reported twice,
 /// and report `proc.start` again for the new process.
 pub fn reset_after_fork() {
+    // Only this thread exists now: a taker the parent had in progress is gone.
+    TAKING.store(false, Relaxed);
+    local::after_fork_child();
     let _ = take_snapshot();
     if let Ok(mut v) = HTTP_AGG.try_lock() {
         v.clear();
@@ -902,6 +967,7 @@ mod tests {
 
     #[test]
     fn counters_are_taken_and_reset() {
+        let _s = local::TEST_SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         AGG.fs_seek.add(3);
         let s = take_snapshot();
         assert!(s.fs_seek >= 3);
