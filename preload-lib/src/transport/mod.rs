@@ -466,8 +466,11 @@ fn lock_link(m: &Mutex<Link>) -> MutexGuard<'_, Link> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The lock of one link, waiting for it at most until `deadline` (exit path).
+/// The lock of one link, waiting for it at most until `deadline` (exit path). The
+/// background thread holds it only across a non-blocking write, so the first waits
+/// only yield the CPU (a sleep, however short, costs a scheduler round trip).
 fn lock_link_until(m: &Mutex<Link>, deadline: Instant) -> Option<MutexGuard<'_, Link>> {
+    let mut tries = 0u32;
     loop {
         match m.try_lock() {
             Ok(g) => return Some(g),
@@ -476,9 +479,19 @@ fn lock_link_until(m: &Mutex<Link>, deadline: Instant) -> Option<MutexGuard<'_, 
                 if Instant::now() >= deadline {
                     return None;
                 }
-                std::thread::sleep(EXIT_POLL);
+                exit_wait(&mut tries);
             }
         }
+    }
+}
+
+/// One wait step of the exit path: yield for the first few, then sleep [`EXIT_POLL`].
+fn exit_wait(tries: &mut u32) {
+    *tries += 1;
+    if *tries <= 50 {
+        std::thread::yield_now();
+    } else {
+        std::thread::sleep(EXIT_POLL);
     }
 }
 
@@ -683,9 +696,10 @@ pub fn flush_until(deadline: Instant, greeting: &dyn Fn() -> Vec<u8>) {
             }
             // A local destination the background thread is connecting to right now:
             // that takes microseconds; wait for it rather than connect twice.
+            let mut tries = 0u32;
             while l.connecting && Instant::now() < deadline {
                 drop(l);
-                std::thread::sleep(EXIT_POLL);
+                exit_wait(&mut tries);
                 match lock_link_until(m, deadline) {
                     Some(g) => l = g,
                     None => return,
@@ -707,13 +721,14 @@ pub fn flush_until(deadline: Instant, greeting: &dyn Fn() -> Vec<u8>) {
                 continue;
             }
         }
+        let mut tries = 0u32;
         loop {
             let more = l.service(q, Instant::now(), deadline);
             let queued = !q.is_empty() && l.conn.is_some();
             if (!more && !queued) || Instant::now() >= deadline {
                 break;
             }
-            std::thread::sleep(EXIT_POLL);
+            exit_wait(&mut tries);
         }
     }
 }
