@@ -155,7 +155,17 @@ pub fn settings_from_config(cfg: &scope_config::Config) -> (Settings, Vec<BadReg
             headers: w
                 .headers
                 .iter()
-                .filter_map(|h| cached_regex(h).ok())
+                .filter_map(|h| match cached_regex(h) {
+                    Ok(r) => Some(r),
+                    Err(err) => {
+                        bad.push(BadRegex {
+                            category: t.as_str(),
+                            which: "headers",
+                            error: err.to_string(),
+                        });
+                        None
+                    }
+                })
                 .collect(),
             allowbinary: w.allowbinary,
         };
@@ -202,6 +212,7 @@ static SETTINGS_GEN: AtomicU64 = AtomicU64::new(0);
 
 /// Apply new settings (takes effect for the very next call).
 pub fn apply(s: Settings) {
+    crate::proto::http::set_keep_headers(!s.filter(HTTP).headers.is_empty());
     MASK.store(if s.enabled { s.watch } else { 0 }, Relaxed);
     MAXEPS.store(s.maxeps, Relaxed);
     let mut slot = SETTINGS.write().unwrap_or_else(|e| e.into_inner());
@@ -221,6 +232,7 @@ pub fn watch_mask(cfg: &scope_config::Config) -> u32 {
 /// are reported by [`settings_from_config`] (the match-everything default is used).
 pub fn on_config(cfg: &scope_config::Config) {
     let e = &cfg.event;
+    crate::proto::http::set_keep_headers(!e.watch.http.headers.is_empty());
     MASK.store(if e.enable { watch_mask(cfg) } else { 0 }, Relaxed);
     MAXEPS.store(e.format.maxeventpersec, Relaxed);
     let mut slot = SETTINGS.write().unwrap_or_else(|e| e.into_inner());
@@ -417,6 +429,37 @@ fn send_limited(set: &Settings, ev: &Event) {
     }
 }
 
+/// Add the header lines of an HTTP message to its event's `data`, as AppScope does: the
+/// `x-appscope` header always (field `x-appscope`), any other header whose whole line
+/// (`Name: value`) matches one of the http watch's `headers` regexes
+/// (`SCOPE_EVENT_HTTP_HEADER`) under its own name as sent. `lines` are the message's kept
+/// header lines ([`crate::proto::http::Request::headers`]); fields already set (method,
+/// host, ...) are not overwritten.
+pub fn http_headers(d: &mut Map<String, Value>, lines: &[String]) {
+    if lines.is_empty() {
+        return;
+    }
+    let set = settings();
+    let f = set.filter(HTTP);
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let (name, value) = (name.trim(), value.trim());
+        if name.is_empty() {
+            continue;
+        }
+        let key = if name.eq_ignore_ascii_case("x-appscope") {
+            "x-appscope".to_string()
+        } else if f.headers.iter().any(|r| r.is_match(line)) {
+            name.to_string()
+        } else {
+            continue;
+        };
+        d.entry(key).or_insert_with(|| value.into());
+    }
+}
+
 /// Mirror an individual metric to the event channel (`SCOPE_EVENT_METRIC`).
 pub fn metric_event(m: &Metric<'_>, time: f64) {
     if !on(METRIC) {
@@ -532,6 +575,37 @@ mod tests {
         assert!(!f.matches("net.open", &d));
         d.insert("http_target".into(), "/other".into());
         assert!(!f.matches("http.req", &d));
+    }
+
+    #[test]
+    fn http_headers_follow_the_headers_regexes() {
+        let mut cfg = scope_config::Config::default();
+        cfg.event.watch.http.headers = vec!["(?i)^accept:".into(), "x-req-.*: 7".into()];
+        let (s, bad) = settings_from_config(&cfg);
+        assert!(bad.is_empty());
+        let f = s.filter(HTTP);
+        assert_eq!(f.headers.len(), 2);
+        let lines: Vec<String> = [
+            "ACCEPT: */*",
+            "X-AppScope: t1",
+            "x-req-id: 7",
+            "x-req-no: 8",
+            "Cookie: c",
+        ]
+        .iter()
+        .map(|l| l.to_string())
+        .collect();
+        // Exercise the matching rule directly (the global settings belong to other tests).
+        let picked: Vec<&str> = lines
+            .iter()
+            .filter(|l| f.headers.iter().any(|r| r.is_match(l)))
+            .map(String::as_str)
+            .collect();
+        assert_eq!(picked, ["ACCEPT: */*", "x-req-id: 7"]);
+        cfg.event.watch.http.headers = vec!["(".into()];
+        let (s, bad) = settings_from_config(&cfg);
+        assert!(s.filter(HTTP).headers.is_empty());
+        assert_eq!((bad[0].category, bad[0].which), ("http", "headers"));
     }
 
     #[test]

@@ -1041,6 +1041,7 @@ fn http_message(
                 if let Some(x) = &r.x_forwarded_for {
                     d.insert("http_client_ip".into(), x.clone().into());
                 }
+                events::http_headers(&mut d, &r.headers);
                 events::emit(
                     events::HTTP,
                     Event {
@@ -1100,6 +1101,7 @@ fn http_message(
                 if let Some(cl) = r.content_length {
                     d.insert("http_response_content_length".into(), cl.into());
                 }
+                events::http_headers(&mut d, &r.headers);
                 events::emit(
                     events::HTTP,
                     Event {

@@ -10,6 +10,20 @@
 /// Largest header block kept while waiting for the terminating blank line.
 pub const MAX_HEADER: usize = 8192;
 
+/// Most header lines kept per message in [`Request::headers`]/[`Response::headers`].
+pub const MAX_KEPT_HEADERS: usize = 32;
+
+static KEEP_HEADERS: AtomicBool = AtomicBool::new(false);
+
+/// Keep every header line other than the ones parsed into fields, for the http event's
+/// `headers` filter (`SCOPE_EVENT_HTTP_HEADER`). Off (the default), only `x-appscope`
+/// is kept, so messages allocate nothing for headers nobody asked for.
+pub fn set_keep_headers(on: bool) {
+    KEEP_HEADERS.store(on, Relaxed);
+}
+
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
 const METHODS: &[&str] = &[
     "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
 ];
@@ -25,6 +39,9 @@ pub struct Request {
     pub user_agent: Option<String>,
     pub x_forwarded_for: Option<String>,
     pub content_length: Option<u64>,
+    /// Other header lines (`Name: value`, trimmed): `x-appscope` always, the rest only
+    /// when [`set_keep_headers`] is on. At most [`MAX_KEPT_HEADERS`].
+    pub headers: Vec<String>,
 }
 
 /// A parsed response head.
@@ -34,6 +51,8 @@ pub struct Response {
     pub status: u16,
     pub status_text: String,
     pub content_length: Option<u64>,
+    /// As [`Request::headers`].
+    pub headers: Vec<String>,
 }
 
 /// One message head found in the stream.
@@ -282,6 +301,10 @@ enum BodyLen {
 }
 
 fn parse_head(head: &[u8]) -> Option<(Message, BodyLen)> {
+    parse_head_with(head, KEEP_HEADERS.load(Relaxed))
+}
+
+fn parse_head_with(head: &[u8], keep: bool) -> Option<(Message, BodyLen)> {
     let text = String::from_utf8_lossy(head);
     let mut lines = text.split("\r\n");
     let start = lines.next()?;
@@ -290,6 +313,7 @@ fn parse_head(head: &[u8]) -> Option<(Message, BodyLen)> {
     let mut host = None;
     let mut ua = None;
     let mut xff = None;
+    let mut kept = Vec::new();
     for line in lines {
         if line.is_empty() {
             break;
@@ -299,6 +323,14 @@ fn parse_head(head: &[u8]) -> Option<(Message, BodyLen)> {
         };
         let value = value.trim();
         let name = name.trim();
+        if (keep || name.eq_ignore_ascii_case("x-appscope"))
+            && kept.len() < MAX_KEPT_HEADERS
+            && !["content-length", "host", "user-agent", "x-forwarded-for"]
+                .iter()
+                .any(|h| name.eq_ignore_ascii_case(h))
+        {
+            kept.push(line.trim().to_string());
+        }
         if name.eq_ignore_ascii_case("content-length") {
             content_length = value.parse::<u64>().ok();
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
@@ -332,6 +364,7 @@ fn parse_head(head: &[u8]) -> Option<(Message, BodyLen)> {
                 status,
                 status_text,
                 content_length,
+                headers: kept,
             }),
             body,
         ));
@@ -357,6 +390,7 @@ fn parse_head(head: &[u8]) -> Option<(Message, BodyLen)> {
             user_agent: ua,
             x_forwarded_for: xff,
             content_length,
+            headers: kept,
         }),
         body,
     ))
@@ -391,7 +425,22 @@ mod tests {
                 user_agent: Some("curl/8".into()),
                 x_forwarded_for: None,
                 content_length: None,
+                headers: vec![],
             })]
+        );
+    }
+
+    #[test]
+    fn other_headers_are_kept_only_when_asked_but_x_appscope_always() {
+        let req = b"GET / HTTP/1.1\r\nHost: h\r\nAccept: */*\r\nX-AppScope: tag1\r\nX-Req-Id:  7 \r\n\r\n";
+        let heads = |keep| match parse_head_with(req, keep) {
+            Some((Message::Request(r), _)) => r.headers,
+            other => panic!("{:?}", other.map(|m| m.0)),
+        };
+        assert_eq!(heads(false), vec!["X-AppScope: tag1"]);
+        assert_eq!(
+            heads(true),
+            vec!["Accept: */*", "X-AppScope: tag1", "X-Req-Id:  7"]
         );
     }
 
