@@ -54,7 +54,7 @@ pub fn init() {
 }
 
 /// Now, in ticks (never 0, so 0 can mean "not timed").
-#[inline]
+#[inline(always)]
 pub fn ticks() -> u64 {
     #[cfg(target_arch = "x86_64")]
     {
@@ -62,6 +62,12 @@ pub fn ticks() -> u64 {
             return rdtsc() | 1;
         }
     }
+    ticks_slow()
+}
+
+#[cold]
+#[inline(never)]
+fn ticks_slow() -> u64 {
     if MODE.load(Relaxed) == UNKNOWN {
         init();
         return ticks();
