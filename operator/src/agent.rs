@@ -649,28 +649,20 @@ impl Agent {
         }
     }
 
-    /// Retention per namespace over this node's reports: files and CRs together.
+    /// Retention per namespace, files and CRs together (this node's reports).
     async fn retention(&mut self) {
-        let node = self.cfg.node.clone();
-        let list: Vec<StoredReport> = self
-            .store
-            .list()
-            .into_iter()
-            .filter(|r| r.report.node == node)
-            .collect();
+        // The decision over every report in the store (all nodes' when it is shared), the
+        // same the controller makes over the ScopeCrashReports; this agent removes its
+        // node's. See reconcile.rs, "retention".
+        let list: Vec<StoredReport> = self.store.list();
         let now = chrono::Utc::now();
-        let items: Vec<reconcile::RetainItem> = list
+        let stored: Vec<(String, ScopeCrashReport)> = list
             .iter()
-            .map(|r| reconcile::RetainItem {
-                namespace: r.report.namespace.clone(),
-                id: r.id.clone(),
-                time: chrono::DateTime::parse_from_rfc3339(&r.report.time)
-                    .map(|t| t.to_utc())
-                    .unwrap_or(now),
-                bytes: r.bytes,
-            })
+            .map(|r| (r.id.clone(), crash_report_object(r)))
             .collect();
-        for id in reconcile::retention_per_namespace(&items, &self.cfg.retention, now) {
+        for id in
+            reconcile::retention_for_node(&stored, &self.cfg.node, &self.cfg.retention, now)
+        {
             let Some(r) = list.iter().find(|r| r.id == id) else {
                 continue;
             };

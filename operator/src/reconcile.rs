@@ -488,21 +488,23 @@ pub fn status_changed(current: Option<&ScopeConfigStatus>, computed: &ScopeConfi
 // -------------------------------------------------------------------- retention
 //
 // Retention is one decision, [`retention_per_namespace`], over one kind of input,
-// [`RetainItem::of_crash_report`], with one set of limits (chart values
+// [`RetainItem::of_crash_report`], with one set of limits: chart values
 // `crashReports.retention.{count,bytes,age}`, flags `--retention-count/-bytes/-age` of
-// both the agent and the controller):
+// both the agent and the controller. Limits apply per namespace to files and CRs
+// together; `bytes` counts a report's crash files (`spec.files`).
 //
-// - the controller runs it over every ScopeCrashReport in the cluster and deletes the
-//   CRs it picks;
-// - each agent runs it over the reports of its own node in the store (the same items:
-//   it builds them from the ScopeCrashReport object of each stored report) and deletes
-//   the CR and then the files; it also deletes the files of a report whose CR is gone
-//   ([`files_without_report`]).
-//
-// A node's reports are a subset of the cluster's, and the decision is monotonic: a report
-// that is too old, or has `count` newer reports or more than `bytes` in newer reports
-// within its namespace on one node, has at least as many in the whole namespace. So an
-// agent never removes a report the controller would keep (see the `agent_subset` test).
+// - The controller runs it over every ScopeCrashReport in the cluster and deletes the
+//   CRs it picks ([`plan_controller`]).
+// - Each agent runs it over every report in the store, as the ScopeCrashReport object
+//   of each ([`retention_for_node`]), and removes the CR and then the files of those on
+//   its own node. With the shared store (the chart's default PVC) every agent sees all
+//   reports, so agents and controller reach the same decision. With per-node hostPath
+//   stores an agent sees its node's reports only, a subset of the cluster's; the
+//   decision is monotonic (a report too old, or with `count` newer reports or more than
+//   `bytes` in newer reports of its namespace on one node, has at least as many in the
+//   whole namespace), so an agent never removes a report the controller keeps. There the
+//   controller may remove a CR first and the files go when the node's own limits reach
+//   them.
 
 /// One crash report as retention sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -558,19 +560,29 @@ pub fn retention_per_namespace(
         .collect()
 }
 
-/// Stored reports (by CR name) whose ScopeCrashReport is gone: the controller removed it
-/// past retention (or a user deleted it), so the agent removes the files too. Only
-/// reports the agent has seen published count (`published`), so a report whose CR is
-/// not created yet is never taken for one whose CR was deleted.
-pub fn files_without_report(
-    stored: &[String],
-    published: &BTreeSet<String>,
-    existing: &BTreeSet<String>,
+/// The agent's share of retention: the decision over every stored report (`(store id,
+/// its ScopeCrashReport object)`, all nodes' when the store is shared), of which this
+/// node's store ids.
+pub fn retention_for_node(
+    stored: &[(String, ScopeCrashReport)],
+    node: &str,
+    limits: &Retention,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Vec<String> {
+    let items: Vec<RetainItem> = stored
+        .iter()
+        .map(|(id, obj)| RetainItem {
+            id: id.clone(),
+            ..RetainItem::of_crash_report(obj, now)
+        })
+        .collect();
+    let remove: BTreeSet<String> = retention_per_namespace(&items, limits, now)
+        .into_iter()
+        .collect();
     stored
         .iter()
-        .filter(|n| published.contains(*n) && !existing.contains(*n))
-        .cloned()
+        .filter(|(id, obj)| obj.spec.node == node && remove.contains(id))
+        .map(|(id, _)| id.clone())
         .collect()
 }
 

@@ -623,3 +623,363 @@ fn retention_applies_per_namespace() {
     got.sort();
     assert_eq!(got, vec!["a2", "a3", "b2"]);
 }
+
+// ------------------------------------------------------------ retention, agent and controller
+
+mod retention_coherence {
+    use super::*;
+    use appscope_operator::crd::{ReportFile, ScopeCrashReport, ScopeCrashReportSpec};
+    use chrono::{Duration, TimeZone, Utc};
+    use node_agent::store::Retention;
+
+    fn now() -> chrono::DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 26, 8, 0, 0).unwrap()
+    }
+
+    fn cr(ns: &str, name: &str, node: &str, minutes: i64, sizes: &[u64]) -> ScopeCrashReport {
+        let mut r = ScopeCrashReport::new(
+            name,
+            ScopeCrashReportSpec {
+                node: node.into(),
+                time: rfc3339(now() - Duration::minutes(minutes)),
+                files: sizes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| ReportFile {
+                        name: format!("f{i}"),
+                        size: *s,
+                        sha256: String::new(),
+                    })
+                    .collect(),
+                ..Default::default()
+            },
+        );
+        r.metadata.namespace = Some(ns.into());
+        r
+    }
+
+    #[test]
+    fn items_come_from_the_crash_report_object() {
+        let r = cr("shop", "web-1-x", "n1", 90, &[100, 23]);
+        let i = RetainItem::of_crash_report(&r, now());
+        assert_eq!(i.namespace, "shop");
+        assert_eq!(i.id, "web-1-x");
+        assert_eq!(i.time, now() - Duration::minutes(90));
+        assert_eq!(i.bytes, 123, "bytes are the sum of spec.files");
+        // No parseable time: the creation time, else now.
+        let mut bad = r.clone();
+        bad.spec.time = "yesterday".into();
+        assert_eq!(RetainItem::of_crash_report(&bad, now()).time, now());
+        bad.metadata.creation_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                appscope_operator::kubeapi::ts(now() - Duration::hours(5)),
+            ));
+        assert_eq!(
+            RetainItem::of_crash_report(&bad, now()).time,
+            now() - Duration::hours(5)
+        );
+    }
+
+    /// A small deterministic generator (no extra dependency).
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self, n: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 33) % n
+        }
+    }
+
+    fn scene(seed: u64) -> (Vec<ScopeCrashReport>, Retention) {
+        let mut g = Lcg(seed);
+        let n = 1 + g.next(40) as usize;
+        let reports = (0..n)
+            .map(|i| {
+                cr(
+                    ["a", "b", "c"][g.next(3) as usize],
+                    &format!("r{i}"),
+                    ["n1", "n2", "n3"][g.next(3) as usize],
+                    g.next(60 * 24 * 10) as i64,
+                    &[g.next(500)],
+                )
+            })
+            .collect();
+        let limits = Retention {
+            max_reports: [None, Some(1), Some(3), Some(8)][g.next(4) as usize],
+            max_bytes: [None, Some(300), Some(2000)][g.next(3) as usize],
+            max_age: [None, Some(std::time::Duration::from_secs(3 * 86400))][g.next(2) as usize],
+        };
+        (reports, limits)
+    }
+
+    fn controller_deletes(reports: &[ScopeCrashReport], limits: &Retention) -> BTreeSet<String> {
+        let view = ControllerView {
+            reports: reports.iter().collect(),
+            ..Default::default()
+        };
+        plan_controller(&view, "", limits, now())
+            .deletes
+            .into_iter()
+            .map(|(ns, name)| format!("{ns}/{name}"))
+            .collect()
+    }
+
+    /// With the shared store every agent sees every report: the agents together remove
+    /// exactly the reports whose CRs the controller deletes, each its own node's.
+    #[test]
+    fn shared_store_agents_and_controller_decide_the_same() {
+        for seed in 0..300 {
+            let (reports, limits) = scene(seed);
+            let stored: Vec<(String, ScopeCrashReport)> = reports
+                .iter()
+                .map(|r| {
+                    let id = format!(
+                        "{}/{}",
+                        r.metadata.namespace.as_deref().unwrap(),
+                        r.metadata.name.as_deref().unwrap()
+                    );
+                    (id, r.clone())
+                })
+                .collect();
+            let mut by_agents = BTreeSet::new();
+            for node in ["n1", "n2", "n3"] {
+                for id in retention_for_node(&stored, node, &limits, now()) {
+                    let r = &stored.iter().find(|(i, _)| *i == id).unwrap().1;
+                    assert_eq!(
+                        r.spec.node, node,
+                        "an agent removes only its node's reports"
+                    );
+                    assert!(by_agents.insert(id), "two agents removed one report");
+                }
+            }
+            assert_eq!(
+                by_agents,
+                controller_deletes(&reports, &limits),
+                "seed {seed} limits {limits:?}"
+            );
+        }
+    }
+
+    /// With per-node stores an agent sees its node's reports only: it never removes a
+    /// report the controller keeps.
+    #[test]
+    fn per_node_stores_agents_remove_a_subset() {
+        let mut strict = 0;
+        for seed in 0..300 {
+            let (reports, limits) = scene(seed);
+            let cluster = controller_deletes(&reports, &limits);
+            let mut by_agents = BTreeSet::new();
+            for node in ["n1", "n2", "n3"] {
+                let local: Vec<(String, ScopeCrashReport)> = reports
+                    .iter()
+                    .filter(|r| r.spec.node == node)
+                    .map(|r| {
+                        let id = format!(
+                            "{}/{}",
+                            r.metadata.namespace.as_deref().unwrap(),
+                            r.metadata.name.as_deref().unwrap()
+                        );
+                        (id, r.clone())
+                    })
+                    .collect();
+                by_agents.extend(retention_for_node(&local, node, &limits, now()));
+            }
+            assert!(
+                by_agents.is_subset(&cluster),
+                "seed {seed}: agents removed {:?} the controller keeps",
+                by_agents.difference(&cluster).collect::<Vec<_>>()
+            );
+            strict += usize::from(by_agents != cluster);
+        }
+        assert!(
+            strict > 0,
+            "the scenes include cases where the cluster view removes more"
+        );
+    }
+
+    #[test]
+    fn the_same_name_in_two_namespaces_is_two_reports() {
+        let reports = vec![
+            cr("a", "same", "n1", 10, &[1]),
+            cr("a", "older", "n1", 20, &[1]),
+            cr("b", "same", "n1", 30, &[1]),
+        ];
+        let limits = Retention {
+            max_reports: Some(1),
+            ..Default::default()
+        };
+        assert_eq!(
+            controller_deletes(&reports, &limits),
+            BTreeSet::from(["a/older".to_string()])
+        );
+    }
+}
+
+// ------------------------------------------------------------ the controller's pass
+
+mod controller_pass {
+    use super::*;
+    use appscope_operator::crd::{ScopeCrashReport, ScopeCrashReportSpec};
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn pod(ns: &str, app: &str, scoped: bool) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(format!("{app}-1")),
+            namespace: Some(ns.into()),
+            labels: Some(labels(&[("app", app)])),
+            annotations: scoped.then(|| labels(&[(INJECTED_ANNOTATION, "true")])),
+            ..Default::default()
+        }
+    }
+
+    fn cm(ns: &str, ours: bool, data: &[(&str, &str)]) -> ConfigMap {
+        ConfigMap {
+            metadata: ObjectMeta {
+                name: Some("appscope".into()),
+                namespace: Some(ns.into()),
+                labels: ours.then(|| labels(&[MANAGED_BY])),
+                ..Default::default()
+            },
+            data: Some(labels(data)),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn configmap_action_table() {
+        let yml = "metric: {}\n";
+        let cases: Vec<(Option<ConfigMap>, ConfigMapAction)> = vec![
+            (None, ConfigMapAction::Create),
+            (
+                Some(cm("x", true, &[("scope.yml", yml)])),
+                ConfigMapAction::Unchanged,
+            ),
+            (
+                Some(cm("x", true, &[("scope.yml", "old")])),
+                ConfigMapAction::Update,
+            ),
+            (
+                Some(cm("x", true, &[("scope.yml", yml), ("extra", "1")])),
+                ConfigMapAction::Update,
+            ),
+            (Some(cm("x", true, &[])), ConfigMapAction::Update),
+            // The user's, whatever it holds.
+            (
+                Some(cm("x", false, &[("scope.yml", "old")])),
+                ConfigMapAction::UserOwned,
+            ),
+            (
+                Some(cm("x", false, &[("scope.yml", yml)])),
+                ConfigMapAction::UserOwned,
+            ),
+        ];
+        for (existing, want) in cases {
+            assert_eq!(
+                configmap_action(existing.as_ref(), yml),
+                want,
+                "{existing:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn namespaces_with_scoped_pods_or_scopeconfigs_get_the_configmap() {
+        let pods = [
+            pod("a", "web", true),
+            pod("b", "web", false),
+            pod("c", "web", true),
+        ];
+        let mut sc_d = sc("x", 0, &[], None, &[]);
+        sc_d.metadata.namespace = Some("d".into());
+        let configmaps = [cm("c", false, &[("scope.yml", "mine")])];
+        let view = ControllerView {
+            pods: pods.iter().collect(),
+            configs: vec![&sc_d],
+            configmaps: configmaps.iter().collect(),
+            reports: vec![],
+        };
+        let plan = plan_controller(&view, "y", &Default::default(), chrono::Utc::now());
+        let ns: Vec<(&str, ConfigMapAction)> = plan
+            .configmaps
+            .iter()
+            .map(|w| (w.namespace.as_str(), w.action))
+            .collect();
+        assert_eq!(
+            ns,
+            [
+                ("a", ConfigMapAction::Create),
+                ("d", ConfigMapAction::Create)
+            ],
+            "b has no scoped pod; c has the user's ConfigMap"
+        );
+        assert_eq!(plan.user_owned, ["c"]);
+    }
+
+    #[test]
+    fn status_writes_only_for_changes_and_not_for_deleted_configs() {
+        let pods = [pod("ns", "web", true), pod("ns", "db", false)];
+        let mut web = sc("web", 0, &[("app", "web")], None, &[]);
+        web.metadata.generation = Some(1);
+        let mut db = sc("db", 0, &[("app", "db")], None, &[]);
+        db.metadata.generation = Some(1);
+        let mut gone = sc("gone", 0, &[("app", "web")], None, &[]);
+        gone.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                appscope_operator::kubeapi::ts(chrono::Utc::now()),
+            ));
+        for s in [&mut web, &mut db, &mut gone] {
+            s.metadata.namespace = Some("ns".into());
+        }
+        let p: Vec<&ObjectMeta> = pods.iter().collect();
+        assert_eq!(matched_pods(&web, &p), 1);
+        assert_eq!(matched_pods(&db, &p), 0, "db-1 is not scoped");
+        // web's status is current already.
+        web.status = Some(aggregate_status(&web, 1, None, "t0"));
+        let view = ControllerView {
+            pods: p.clone(),
+            configs: vec![&web, &db, &gone],
+            ..Default::default()
+        };
+        let plan = plan_controller(&view, "y", &Default::default(), chrono::Utc::now());
+        let names: Vec<&str> = plan.statuses.iter().map(|w| w.name.as_str()).collect();
+        assert_eq!(names, ["db"]);
+        assert_eq!(plan.statuses[0].status.matched_pods, Some(0));
+        assert_eq!(
+            plan.statuses[0].status.conditions[0].reason,
+            "NoMatchingPods"
+        );
+    }
+
+    #[test]
+    fn reports_being_deleted_are_not_deleted_again() {
+        let mut r = ScopeCrashReport::new(
+            "r",
+            ScopeCrashReportSpec {
+                time: "2020-01-01T00:00:00Z".into(),
+                ..Default::default()
+            },
+        );
+        r.metadata.namespace = Some("ns".into());
+        let limits = node_agent::store::Retention {
+            max_age: Some(std::time::Duration::from_secs(3600)),
+            ..Default::default()
+        };
+        let view = ControllerView {
+            reports: vec![&r],
+            ..Default::default()
+        };
+        let plan = plan_controller(&view, "y", &limits, chrono::Utc::now());
+        assert_eq!(plan.deletes, [("ns".to_string(), "r".to_string())]);
+        r.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            appscope_operator::kubeapi::ts(chrono::Utc::now()),
+        ));
+        let view = ControllerView {
+            reports: vec![&r],
+            ..Default::default()
+        };
+        assert!(plan_controller(&view, "y", &limits, chrono::Utc::now()).is_empty());
+    }
+}
