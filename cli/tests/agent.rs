@@ -56,8 +56,6 @@ fn report_dirs(store: &Path) -> Vec<std::path::PathBuf> {
 }
 
 #[test]
-#[ignore = "KNOWN BUG: a fresh-clone CI run stored one of 40 bundles twice (41 reports) after a \
-            SIGKILL; idempotent re-ingest misses a case. Run with --ignored while fixing."]
 fn sigkill_at_random_points_loses_and_duplicates_nothing() {
     let s = Scope::new();
     let watch = s.home.path().join("watch");
