@@ -275,6 +275,12 @@ fn snapshot_of_multithreaded_program_with_core_loads_in_gdb() {
     );
     assert!(stacks.contains("scope_crash_demo::main"), "{stacks}");
     assert_eq!(proc_state(p.pid()), Some('S'));
+    // Stopped only while registers and stacks were copied: unwinding and symbols come
+    // after the threads resume (this program stayed stopped ~90 ms when they did not).
+    let snap: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("snapshot.json")).unwrap()).unwrap();
+    let stopped = snap["stopped_ms"].as_f64().unwrap();
+    assert!(stopped > 0.0 && stopped < 50.0, "stopped_ms {stopped}");
     let gdb = Command::new("timeout")
         .args([
             "120",

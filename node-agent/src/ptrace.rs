@@ -28,7 +28,9 @@ pub struct Attached {
 }
 
 impl Attached {
-    /// Seize and interrupt each thread; threads that exit meanwhile are skipped.
+    /// Seize every thread, then interrupt them all, then wait until each is stopped, so
+    /// the threads stop at nearly the same moment. Threads that exit meanwhile are
+    /// skipped.
     pub fn stop_threads(tids: &[i32]) -> Result<Attached> {
         let mut a = Attached { tids: Vec::new() };
         for &tid in tids {
@@ -46,17 +48,32 @@ impl Attached {
                 });
             }
             a.tids.push(tid);
+        }
+        for &tid in &a.tids {
             // SAFETY: as above, no pointers.
             let r = unsafe { libc::ptrace(libc::PTRACE_INTERRUPT, tid, 0usize, 0usize) };
             if r != 0 {
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::ESRCH) {
+                    continue; // exited; its wait below reports it
+                }
                 return Err(Error::Ptrace {
                     op: "PTRACE_INTERRUPT",
                     tid,
-                    source: io::Error::last_os_error(),
+                    source: e,
                 });
             }
-            wait_stopped(tid)?;
         }
+        let mut stopped = Vec::with_capacity(a.tids.len());
+        for &tid in &a.tids {
+            match wait_stopped(tid, Duration::from_secs(2)) {
+                Ok(()) => stopped.push(tid),
+                Err(Error::Ptrace { source, .. }) if source.raw_os_error() == Some(libc::ESRCH) => {
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        a.tids = stopped;
         Ok(a)
     }
 
@@ -131,14 +148,22 @@ impl Drop for Attached {
     fn drop(&mut self) {
         for &tid in &self.tids {
             // SAFETY: no pointers; detaching a thread we seized resumes it.
-            unsafe { libc::ptrace(libc::PTRACE_DETACH, tid, 0usize, 0usize) };
+            let r = unsafe { libc::ptrace(libc::PTRACE_DETACH, tid, 0usize, 0usize) };
+            // A seized thread that is not in a ptrace stop yet (an error path left before
+            // waiting for it) cannot be detached: wait briefly for its stop, then retry.
+            if r != 0 && wait_stopped(tid, Duration::from_millis(100)).is_ok() {
+                // SAFETY: as above.
+                unsafe { libc::ptrace(libc::PTRACE_DETACH, tid, 0usize, 0usize) };
+            }
         }
     }
 }
 
-/// Wait (bounded) until `tid` reports a ptrace stop.
-fn wait_stopped(tid: i32) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(2);
+/// Wait (bounded) until `tid` reports a ptrace stop. Polls without blocking: spins
+/// briefly (a stop usually arrives within microseconds), then sleeps 50 us between polls.
+fn wait_stopped(tid: i32, timeout: Duration) -> Result<()> {
+    let start = Instant::now();
+    let mut polls = 0u32;
     loop {
         let mut status = 0i32;
         // SAFETY: `status` is a valid out-pointer for the duration of the call.
@@ -161,11 +186,17 @@ fn wait_stopped(tid: i32) -> Result<()> {
                 source: io::Error::last_os_error(),
             });
         }
-        if Instant::now() > deadline {
+        if start.elapsed() > timeout {
             return Err(Error::Timeout(format!(
-                "thread {tid} did not stop within 2s"
+                "thread {tid} did not stop within {:.1}s",
+                timeout.as_secs_f64()
             )));
         }
-        std::thread::sleep(Duration::from_millis(1));
+        polls += 1;
+        if polls < 200 {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(Duration::from_micros(50));
+        }
     }
 }

@@ -259,37 +259,54 @@ pub fn sockets(pid: i32, fds: &[(i32, String)]) -> Vec<(i32, SocketEntry)> {
         .collect()
 }
 
-/// Capture the stacks of every thread: stop all, read registers and unwind, resume.
-/// Returns the stacks and how long the process was stopped.
+/// Capture the stacks of every thread. Modules are parsed and indexed first; then all
+/// threads are stopped only while their registers and stack memory are copied; the
+/// copies are unwound and symbolized after they resume. Returns the stacks and how long
+/// the process was stopped (first stop request to last thread resumed).
 pub fn capture_stacks(pid: i32) -> Result<(Vec<ThreadStack>, Duration)> {
     if pid == std::process::id() as i32 {
         return Err(Error::Invalid("cannot snapshot the agent itself".into()));
     }
     let mut image = ProcessImage::open(pid)?;
-    image.preload_modules();
+    image.prepare();
     let tids = procs::threads(pid)?;
+    let names: HashMap<i32, String> = tids
+        .iter()
+        .map(|&t| (t, stacks::thread_name(pid, t)))
+        .collect();
     let t0 = Instant::now();
     let attached = crate::ptrace::Attached::stop_threads(&tids)?;
-    let mut out = Vec::new();
-    for &tid in attached.tids() {
-        let name = stacks::thread_name(pid, tid);
-        match attached.regs(tid) {
-            Ok(r) => out.push(ThreadStack {
-                tid,
-                name,
-                frames: image.unwind(r.ip, r.sp, r.fp),
-                error: None,
-            }),
-            Err(e) => out.push(ThreadStack {
-                tid,
-                name,
-                frames: Vec::new(),
-                error: Some(e.to_string()),
-            }),
-        }
-    }
+    let captured: Vec<(i32, Result<(crate::ptrace::Regs, stacks::StackCopy)>)> = attached
+        .tids()
+        .iter()
+        .map(|&tid| (tid, attached.regs(tid).map(|r| (r, image.copy_stack(r.sp)))))
+        .collect();
     drop(attached);
-    Ok((out, t0.elapsed()))
+    let stopped = t0.elapsed();
+    let out = captured
+        .into_iter()
+        .map(|(tid, c)| {
+            let name = names
+                .get(&tid)
+                .cloned()
+                .unwrap_or_else(|| stacks::thread_name(pid, tid));
+            match c {
+                Ok((r, stack)) => ThreadStack {
+                    tid,
+                    name,
+                    frames: image.unwind_copy(r.ip, r.sp, r.fp, &stack),
+                    error: None,
+                },
+                Err(e) => ThreadStack {
+                    tid,
+                    name,
+                    frames: Vec::new(),
+                    error: Some(e.to_string()),
+                },
+            }
+        })
+        .collect();
+    Ok((out, stopped))
 }
 
 /// Render stacks as text (pure).

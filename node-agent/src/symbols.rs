@@ -1,11 +1,17 @@
 //! ELF modules for symbolization and unwinding: symbol tables (`.symtab` and `.dynsym`),
-//! load segments, and `.eh_frame`. Used for live-process stacks and to symbolize crash
-//! frames given as module + offset.
+//! load segments, and `.eh_frame` with a sorted FDE index (from `.eh_frame_hdr`'s
+//! binary-search table when present, else built by walking `.eh_frame` once), so finding
+//! the unwind rule of an address is a binary search instead of a walk over every entry.
+//! Used for live-process stacks and to symbolize crash frames given as module + offset.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use gimli::{
+    BaseAddresses, CfaRule, CieOrFde, EhFrame, EhFrameHdr, LittleEndian, RegisterRule,
+    UnwindContext, UnwindSection, X86_64,
+};
 use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, SymbolKind};
 
 use crate::bundle::Frame;
@@ -28,7 +34,33 @@ pub struct ElfModule {
     /// `.eh_frame` (vaddr, byte range in `data`).
     pub eh_frame: Option<(u64, std::ops::Range<usize>)>,
     pub text_addr: u64,
+    /// (initial vaddr, offset in `.eh_frame`) of every FDE, sorted by vaddr.
+    fde_index: Vec<(u64, usize)>,
 }
+
+/// Where the caller's value of a register is, relative to the CFA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SavedReg {
+    /// Unchanged from the callee.
+    Same,
+    /// Saved in memory at CFA + offset.
+    At(i64),
+    /// Equal to CFA + offset.
+    Is(i64),
+}
+
+/// The x86_64 unwind rule at one address: CFA = register + offset, the return address
+/// and the caller's rbp. Register numbers are DWARF's (6 = rbp, 7 = rsp).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnwindRule {
+    pub cfa_reg: u16,
+    pub cfa_offset: i64,
+    pub ra: SavedReg,
+    pub rbp: SavedReg,
+}
+
+/// Unwind state reused across lookups (it holds heap buffers).
+pub type CfiContext = UnwindContext<usize>;
 
 impl ElfModule {
     /// Parse an ELF file. Returns None when it is not ELF.
@@ -71,13 +103,105 @@ impl ElfModule {
             .section_by_name(".text")
             .map(|s| s.address())
             .unwrap_or(0);
-        Some(ElfModule {
+        let hdr = file.section_by_name(".eh_frame_hdr").and_then(|s| {
+            let d = s.data().ok()?;
+            let start = d.as_ptr() as usize - base;
+            Some((s.address(), start..start + d.len()))
+        });
+        let mut m = ElfModule {
             data,
             syms,
             loads,
             eh_frame,
             text_addr,
-        })
+            fde_index: Vec::new(),
+        };
+        m.fde_index = m.build_fde_index(hdr);
+        Some(m)
+    }
+
+    fn bases(&self) -> Option<(EhFrame<gimli::EndianSlice<'_, LittleEndian>>, BaseAddresses)> {
+        let (eh_addr, range) = self.eh_frame.clone()?;
+        let eh = EhFrame::new(&self.data[range], LittleEndian);
+        let bases = BaseAddresses::default()
+            .set_eh_frame(eh_addr)
+            .set_text(self.text_addr);
+        Some((eh, bases))
+    }
+
+    /// The sorted FDE index: `.eh_frame_hdr`'s table when it is usable (no FDE parsed),
+    /// else one walk over `.eh_frame`.
+    fn build_fde_index(&self, hdr: Option<(u64, std::ops::Range<usize>)>) -> Vec<(u64, usize)> {
+        let Some((eh, bases)) = self.bases() else {
+            return Vec::new();
+        };
+        let eh_addr = self.eh_frame.as_ref().map(|e| e.0).unwrap_or(0);
+        let from_hdr = hdr.and_then(|(hdr_addr, range)| {
+            let bases = bases.clone().set_eh_frame_hdr(hdr_addr);
+            let parsed = EhFrameHdr::new(&self.data[range], LittleEndian)
+                .parse(&bases, 8)
+                .ok()?;
+            if parsed.eh_frame_ptr().direct().ok()? != eh_addr {
+                return None;
+            }
+            let table = parsed.table()?;
+            let mut it = table.iter(&bases);
+            let mut idx = Vec::new();
+            while let Some((loc, fde)) = it.next().ok()? {
+                let off = fde.direct().ok()?.checked_sub(eh_addr)?;
+                idx.push((loc.direct().ok()?, usize::try_from(off).ok()?));
+            }
+            Some(idx)
+        });
+        let mut idx = from_hdr.unwrap_or_else(|| {
+            let mut idx = Vec::new();
+            let mut entries = eh.entries(&bases);
+            while let Ok(Some(e)) = entries.next() {
+                if let CieOrFde::Fde(partial) = e
+                    && let Ok(fde) = partial.parse(EhFrame::cie_from_offset)
+                {
+                    idx.push((fde.initial_address(), fde.offset()));
+                }
+            }
+            idx
+        });
+        idx.sort_unstable();
+        idx
+    }
+
+    /// Number of FDEs indexed.
+    pub fn fde_count(&self) -> usize {
+        self.fde_index.len()
+    }
+
+    /// The unwind rule at ELF vaddr `vaddr` (binary search in the FDE index).
+    pub fn unwind_rule(&self, vaddr: u64, ctx: &mut CfiContext) -> Option<UnwindRule> {
+        let (eh, bases) = self.bases()?;
+        let i = self.fde_index.partition_point(|e| e.0 <= vaddr);
+        // The FDE starting last at or below `vaddr`; a couple before it in case of
+        // empty or overlapping entries.
+        for &(_, off) in self.fde_index[..i].iter().rev().take(3) {
+            let Ok(fde) = eh.fde_from_offset(&bases, off.into(), EhFrame::cie_from_offset) else {
+                continue;
+            };
+            if !fde.contains(vaddr) {
+                continue;
+            }
+            let row = fde.unwind_info_for_address(&eh, &bases, ctx, vaddr).ok()?;
+            return rule_of_row(row);
+        }
+        None
+    }
+
+    /// The unwind rule found by gimli's linear walk over `.eh_frame` (reference for
+    /// tests of the index).
+    #[cfg(test)]
+    fn unwind_rule_linear(&self, vaddr: u64, ctx: &mut CfiContext) -> Option<UnwindRule> {
+        let (eh, bases) = self.bases()?;
+        let row = eh
+            .unwind_info_for_address(&bases, ctx, vaddr, EhFrame::cie_from_offset)
+            .ok()?;
+        rule_of_row(row)
     }
 
     /// ELF vaddr of a file offset (through the load segments).
@@ -113,6 +237,28 @@ impl ElfModule {
             }
         })
     }
+}
+
+fn rule_of_row(row: &gimli::UnwindTableRow<usize>) -> Option<UnwindRule> {
+    let (cfa_reg, cfa_offset) = match row.cfa() {
+        CfaRule::RegisterAndOffset { register, offset } => (register.0, *offset),
+        CfaRule::Expression(_) => return None,
+    };
+    let saved = |r: Option<&RegisterRule<usize>>| match r {
+        None | Some(RegisterRule::SameValue) => Some(SavedReg::Same),
+        Some(RegisterRule::Offset(o)) => Some(SavedReg::At(*o)),
+        Some(RegisterRule::ValOffset(o)) => Some(SavedReg::Is(*o)),
+        _ => None,
+    };
+    Some(UnwindRule {
+        cfa_reg,
+        cfa_offset,
+        ra: match row.register(X86_64::RA) {
+            Some(RegisterRule::Offset(o)) => SavedReg::At(o),
+            _ => return None,
+        },
+        rbp: saved(row.register(X86_64::RBP).as_ref()).unwrap_or(SavedReg::Same),
+    })
 }
 
 /// Demangle Rust symbols (without the hash); others unchanged.
@@ -162,6 +308,63 @@ pub fn symbolize_frames(frames: &mut [Frame]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The FDE index finds the same rule as gimli's linear walk, at the start, middle
+    /// and end of every FDE and between FDEs, in this binary and in libc (which has an
+    /// `.eh_frame_hdr`), and also when the index is built by walking `.eh_frame`.
+    #[test]
+    fn fde_index_matches_linear_search() {
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let libc = maps
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(5))
+            .find(|p| p.contains("/libc.so") || p.contains("/libc-"))
+            .map(std::path::PathBuf::from);
+        let mut paths = vec![exe];
+        paths.extend(libc);
+        for p in paths {
+            let m = ElfModule::load(&p).unwrap();
+            assert!(
+                m.fde_count() > 100,
+                "{}: {} FDEs",
+                p.display(),
+                m.fde_count()
+            );
+            let walked = m.build_fde_index(None);
+            assert_eq!(
+                walked,
+                m.fde_index,
+                "{}: hdr table and walk agree",
+                p.display()
+            );
+            let mut ctx = CfiContext::new();
+            let mut ctx2 = CfiContext::new();
+            let (eh, bases) = m.bases().unwrap();
+            // Sample ~60 FDEs evenly (the linear search is slow in debug builds).
+            let step = (m.fde_index.len() / 60).max(1);
+            let mut found = 0;
+            for &(start, off) in m.fde_index.iter().step_by(step) {
+                let fde = eh
+                    .fde_from_offset(&bases, off.into(), EhFrame::cie_from_offset)
+                    .unwrap();
+                let len = fde.len();
+                for a in [
+                    start,
+                    start + len / 2,
+                    start + len.saturating_sub(1),
+                    start + len,
+                ] {
+                    let fast = m.unwind_rule(a, &mut ctx);
+                    let slow = m.unwind_rule_linear(a, &mut ctx2);
+                    assert_eq!(fast, slow, "{} at {a:#x}", p.display());
+                    found += fast.is_some() as usize;
+                }
+            }
+            assert!(found > 120, "{}: only {found} rules found", p.display());
+            assert_eq!(m.unwind_rule(0, &mut ctx), None);
+        }
+    }
 
     #[test]
     fn symbolizes_own_binary() {
