@@ -747,3 +747,38 @@ async fn agent_cycle_reports_crash_applies_status_fails_missing_snapshot_then_st
     agent.cycle().await;
     done(task).await;
 }
+
+#[tokio::test]
+async fn agent_cycle_waits_for_interval_or_debounced_change() {
+    use appscope_operator::agent::{DEBOUNCE, wait_for_work};
+    use std::time::Instant;
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+    // Nothing changes: the interval.
+    let t = Instant::now();
+    wait_for_work(&mut rx, Duration::from_millis(300)).await;
+    assert!(t.elapsed() >= Duration::from_millis(300));
+    // A change: the debounce, not the (long) interval.
+    tx.try_send(()).unwrap();
+    let t = Instant::now();
+    wait_for_work(&mut rx, Duration::from_secs(30)).await;
+    assert!(t.elapsed() >= DEBOUNCE, "{:?}", t.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    // A burst during the debounce is handled by that one cycle: the next wait is a full
+    // interval again.
+    tx.try_send(()).unwrap();
+    let tx2 = tx.clone();
+    tokio::spawn(async move {
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let _ = tx2.try_send(());
+        }
+    });
+    wait_for_work(&mut rx, Duration::from_secs(30)).await;
+    let t = Instant::now();
+    wait_for_work(&mut rx, Duration::from_millis(400)).await;
+    assert!(
+        t.elapsed() >= Duration::from_millis(400),
+        "a change of the burst started another cycle: {:?}",
+        t.elapsed()
+    );
+}
