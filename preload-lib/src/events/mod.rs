@@ -489,6 +489,31 @@ pub fn metric_event(m: &Metric<'_>, time: f64) {
     );
 }
 
+/// Mirror a captured StatsD measurement ([`crate::proto::statsd`]) to the event channel
+/// (`SCOPE_EVENT_METRIC`), like the library's own individual metrics.
+pub fn statsd_event(c: &crate::proto::statsd::Captured, time: f64) {
+    if !on(METRIC) {
+        return;
+    }
+    let mut data = Map::new();
+    data.insert("_metric".into(), c.name.clone().into());
+    data.insert("_metric_type".into(), c.type_name().into());
+    data.insert("_value".into(), crate::proto::statsd::value_json(&c.value));
+    for (k, v) in &c.dims {
+        data.entry(k.clone()).or_insert_with(|| v.clone().into());
+    }
+    emit(
+        METRIC,
+        Event {
+            sourcetype: "metric",
+            source: c.name.clone(),
+            channel: new_channel(),
+            data,
+            time,
+        },
+    );
+}
+
 /// Console (`stdout`/`stderr`) or file write event: `data.message` is the text written
 /// (lossy UTF-8, at most `MAX_MESSAGE` bytes). The value filter applies to the message.
 pub const MAX_MESSAGE: usize = 4096;

@@ -701,6 +701,10 @@ fn data_fast(fd: i32, dir: Dir, n: u64, t0: Timer) -> bool {
         {
             return false;
         }
+        if n > 0 && matches!(kind, Kind::Udp | Kind::UnixDgram) && metrics::on(metrics::STATSD) {
+            // StatsD detection looks at every datagram.
+            return false;
+        }
     }
     let (bytes, ops) = if dir == Dir::Read {
         (&s.rd_bytes, &s.rd_ops)
@@ -949,6 +953,14 @@ fn data_slow(fd: i32, dir: Dir, ret: isize, bufs: Bytes<'_>, t0: Timer, op: &'st
                         dns(&name);
                     }
                 }
+            }
+            if n > 0 && matches!(k, Kind::Udp | Kind::UnixDgram) && metrics::on(metrics::STATSD) {
+                let mut left = n as usize;
+                bufs(&mut |b| {
+                    let take = b.len().min(left);
+                    left -= take;
+                    crate::proto::statsd::capture(&b[..take]);
+                });
             }
         }
         _ => {}

@@ -856,6 +856,9 @@ pub fn flush_period() {
         ms.extend(http_metrics(&http));
     }
     send_all(&ms, &set);
+    if set.watch & STATSD != 0 {
+        crate::proto::statsd::flush(&set.fmt);
+    }
 }
 
 /// After fork in the child: forget the parent's period so nothing is reported twice,

@@ -2,8 +2,11 @@
 //!
 //! - [`http`]: HTTP/1.x request/response header parsing, incremental and bounded per stream.
 //! - [`dns`]: the query name of a DNS request packet (UDP port 53 traffic).
+//! - [`statsd`]: StatsD lines in datagrams, captured and forwarded once per period.
 //!
-//! Everything here is pure (no I/O, no globals) so it can be unit-tested directly.
+//! The parsers are pure (no I/O) so they can be unit-tested directly; `statsd` also holds
+//! the small bounded queue of captured lines and `http` one switch (which headers to keep).
 
 pub mod dns;
 pub mod http;
+pub mod statsd;
