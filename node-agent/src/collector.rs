@@ -96,6 +96,8 @@ pub struct Collector {
     /// Crash dirs (host paths) of scoped processes seen alive, with the last process
     /// seen there per namespaced pid.
     known: BTreeMap<PathBuf, BTreeMap<i32, ProcessInfo>>,
+    /// Process discovery with caches kept between passes.
+    scanner: procs::Scanner,
 }
 
 impl Collector {
@@ -115,6 +117,7 @@ impl Collector {
             sources,
             origin,
             known,
+            scanner: procs::Scanner::reusing_status(),
         }
     }
 
@@ -147,27 +150,35 @@ impl Collector {
     /// bundles, apply retention.
     pub fn scan_once(&mut self) -> ScanStats {
         let mut stats = ScanStats::default();
-        let before = self.known.clone();
+        let mut changed = false;
         let live = if self.sources.scan_processes {
-            procs::list_processes(false)
+            self.scanner.list(false)
         } else {
             Vec::new()
         };
         for p in live {
             stats.scoped_processes += 1;
-            let Ok(env) = procs::scope_env(p.pid) else {
+            let Ok(env) = self.scanner.scope_env(p.pid) else {
                 continue;
             };
             let dir = p.host_path(&env.snapshot_dir);
             // Dirs reached through /proc/<pid>/root vanish with the process; keep them
             // only while it lives (the agent still sees bundles written before it died
             // if it scans in time; cluster mode uses the pod volume instead).
-            self.known.entry(dir).or_default().insert(p.nspid, p);
+            let procs_in_dir = self.known.entry(dir).or_default();
+            match procs_in_dir.get(&p.nspid) {
+                Some(seen) if *seen == p => {}
+                _ => {
+                    procs_in_dir.insert(p.nspid, p);
+                    changed = true;
+                }
+            }
         }
         // Forget dirs through /proc/<pid>/root of dead processes.
+        let dirs_before = self.known.len();
         self.known
             .retain(|d, _| !d.starts_with("/proc/") || d.exists());
-        if self.known != before {
+        if changed || self.known.len() != dirs_before {
             self.save_known();
         }
         let mut dirs: Vec<PathBuf> = self.known.keys().cloned().collect();

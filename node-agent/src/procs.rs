@@ -2,7 +2,7 @@
 //! maps), host and namespaced pids, owner, command line, and the AppScope directories
 //! from their environment, resolved to host paths through `/proc/<pid>/root`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -218,8 +218,6 @@ pub fn user_name(uid: u32) -> String {
 /// Read one process. `Err(NoSuchProcess)` when it is gone.
 pub fn read_process(pid: i32) -> Result<ProcessInfo> {
     let status = String::from_utf8_lossy(&read_proc(pid, "status")?).into_owned();
-    let st = parse_proc_status(&status);
-    let cmdline = split_nul(&read_proc(pid, "cmdline").unwrap_or_default());
     // maps needs ptrace access: unreadable maps means we cannot tell; treat as unscoped.
     let maps = read_proc(pid, "maps").unwrap_or_default();
     let libscope = libscope_in_maps(&String::from_utf8_lossy(&maps));
@@ -229,20 +227,41 @@ pub fn read_process(pid: i32) -> Result<ProcessInfo> {
         (Some(a), Some(b)) => a != b,
         _ => false,
     };
-    Ok(ProcessInfo {
+    let cmdline = split_nul(&read_proc(pid, "cmdline").unwrap_or_default());
+    Ok(build_info(
+        pid,
+        parse_proc_status(&status),
+        cmdline,
+        libscope,
+        |st| user_name(st.uid),
+        foreign("mnt"),
+        foreign("pid"),
+    ))
+}
+
+fn build_info(
+    pid: i32,
+    st: StatusFields,
+    cmdline: Vec<String>,
+    libscope: Option<String>,
+    user: impl FnOnce(&StatusFields) -> String,
+    foreign_mntns: bool,
+    foreign_pidns: bool,
+) -> ProcessInfo {
+    ProcessInfo {
         pid,
         nspid: st.nspids.last().copied().unwrap_or(pid),
         ppid: st.ppid,
         uid: st.uid,
         gid: st.gid,
-        user: user_name(st.uid),
+        user: user(&st),
         comm: st.name,
         cmdline,
         scoped: libscope.is_some(),
         libscope,
-        foreign_mntns: foreign("mnt"),
-        foreign_pidns: foreign("pid"),
-    })
+        foreign_mntns,
+        foreign_pidns,
+    }
 }
 
 /// All pids currently in /proc, ascending.
@@ -260,13 +279,388 @@ pub fn all_pids() -> Vec<i32> {
 /// Every process on the host (`all`), or only scoped ones. Processes that vanish while
 /// listing are skipped.
 pub fn list_processes(all: bool) -> Vec<ProcessInfo> {
-    let me = std::process::id() as i32;
-    all_pids()
-        .into_iter()
-        .filter(|p| *p != me)
-        .filter_map(|pid| read_process(pid).ok())
-        .filter(|p| all || p.scoped)
-        .collect()
+    Scanner::new().list(all)
+}
+
+/// The fields of `/proc/<pid>/stat` the [`Scanner`] uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProcStat {
+    /// Hash of `comm` (field 2), to notice a rename cheaply.
+    pub comm_hash: u64,
+    /// Field 4.
+    pub ppid: i32,
+    /// `PF_*` flags (field 9).
+    pub flags: u64,
+    /// Start time in clock ticks after boot (field 22): with the pid, names a process.
+    pub starttime: u64,
+    /// Virtual memory size in bytes (field 23): changes when anything is mapped or
+    /// unmapped, a library included.
+    pub vsize: u64,
+    /// Address-space identity: fields 26 (startcode), 28 (startstack), 50 and 51
+    /// (env_start, env_end). They change with every `execve` (ASLR, and a different
+    /// environment size), and read as 0 when the reader may not ptrace the process.
+    pub mm: [u64; 4],
+}
+
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+impl ProcStat {
+    /// A kernel thread: never scoped.
+    pub fn kernel_thread(&self) -> bool {
+        self.flags & PF_KTHREAD != 0
+    }
+
+    /// Whether the address-space fields are visible (not a zombie, not hidden from us).
+    fn mm_known(&self) -> bool {
+        self.mm.iter().any(|v| *v != 0)
+    }
+}
+
+/// Parse `/proc/<pid>/stat` text (pure). `None` when truncated or malformed.
+pub fn parse_proc_stat(text: &[u8]) -> Option<ProcStat> {
+    // comm (field 2) may hold spaces and parentheses: fields resume after the last ')'.
+    let open = text.iter().position(|b| *b == b'(')?;
+    let close = text.iter().rposition(|b| *b == b')')?;
+    let comm = text.get(open + 1..close)?;
+    // FNV-1a.
+    let comm_hash = comm.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let rest = std::str::from_utf8(&text[close + 1..]).ok()?;
+    // Index 0 is field 3 (state).
+    let mut f = rest.split_ascii_whitespace();
+    let ppid = f.nth(1)?.parse().ok()?; // field 4
+    let mut nth = |skip: usize| -> Option<u64> { f.nth(skip)?.parse().ok() };
+    let flags = nth(4)?; // field 9
+    let starttime = nth(12)?; // field 22
+    let vsize = nth(0)?; // 23
+    let startcode = nth(2)?; // 26
+    let startstack = nth(1)?; // 28
+    let env_start = nth(21)?; // 50
+    let env_end = nth(0)?; // 51
+    Some(ProcStat {
+        comm_hash,
+        ppid,
+        flags,
+        starttime,
+        vsize,
+        mm: [startcode, startstack, env_start, env_end],
+    })
+}
+
+/// What the [`Scanner`] remembers of one process between passes.
+#[derive(Debug)]
+struct Cached {
+    stat: ProcStat,
+    libscope: Option<String>,
+    env: Option<ScopeEnv>,
+    /// (foreign mount namespace, foreign pid namespace), for this address space.
+    ns: Option<(bool, bool)>,
+    /// `/proc/<pid>/status` as parsed, with the ppid and comm hash seen at the time
+    /// (only with [`Scanner::reusing_status`]).
+    status: Option<(i32, u64, StatusFields)>,
+    /// How many times this process's maps were read.
+    maps_reads: u32,
+}
+
+impl Cached {
+    /// Same process and same address space as when `libscope` was decided.
+    fn same_mm(&self, st: &ProcStat) -> bool {
+        st.mm_known() && self.stat.starttime == st.starttime && self.stat.mm == st.mm
+    }
+
+    /// Whether what was read of `maps` still holds for a process now showing `st`:
+    /// same address space, and nothing mapped or unmapped since (same virtual size).
+    fn maps_still_valid(&self, st: &ProcStat) -> bool {
+        self.same_mm(st) && self.stat.vsize == st.vsize
+    }
+}
+
+/// `/etc/passwd`, re-read only when it changes.
+#[derive(Debug, Default)]
+struct Passwd {
+    key: Option<(u64, u64, i64, i64)>,
+    names: HashMap<u32, String>,
+}
+
+impl Passwd {
+    fn refresh(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        let key = fs::metadata("/etc/passwd")
+            .ok()
+            .map(|m| (m.ino(), m.size(), m.mtime(), m.mtime_nsec()));
+        if key.is_some() && key == self.key {
+            return;
+        }
+        self.key = key;
+        self.names.clear();
+        let text = fs::read_to_string("/etc/passwd").unwrap_or_default();
+        for l in text.lines() {
+            let mut it = l.split(':');
+            let (Some(name), Some(_pw), Some(uid)) = (it.next(), it.next(), it.next()) else {
+                continue;
+            };
+            if let Ok(uid) = uid.parse::<u32>() {
+                // First entry wins, like `user_name`.
+                self.names.entry(uid).or_insert_with(|| name.to_string());
+            }
+        }
+    }
+
+    fn name(&self, uid: u32) -> String {
+        self.names
+            .get(&uid)
+            .cloned()
+            .unwrap_or_else(|| uid.to_string())
+    }
+}
+
+/// Repeated process discovery for the agent's scan loop. Gives the same answers as
+/// [`list_processes`] and [`scope_env`], reading less of `/proc` on each pass:
+/// - `/proc/<pid>/stat` first: unscoped processes cost one small read per pass, and
+///   kernel threads are skipped;
+/// - `/proc/<pid>/maps` (the most expensive file: the kernel formats every mapping) is
+///   read again only when the process is new, has exec'd, or its virtual size changed
+///   (a library was mapped or unmapped);
+/// - the environment is parsed once per address space (it is fixed at exec), and so
+///   are the namespace links (the pid namespace is fixed at fork; a mount namespace
+///   change without a following exec is not noticed);
+/// - `/etc/passwd` and the agent's own namespaces are read once per pass, not per process;
+/// - files are read into one reused buffer.
+///
+/// A process's cached facts are dropped when its pid disappears or its start time
+/// changes (pid reused). See also [`Scanner::reusing_status`].
+#[derive(Debug, Default)]
+pub struct Scanner {
+    cache: HashMap<i32, Cached>,
+    passwd: Passwd,
+    buf: Vec<u8>,
+    len: usize,
+    path: String,
+    uncached_env: Option<ScopeEnv>,
+    reuse_status: bool,
+    /// Counters of the last pass (for tests and benchmarks).
+    pub last_pass: PassCounts,
+}
+
+/// File reads of one [`Scanner::list`] pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PassCounts {
+    pub pids: usize,
+    pub maps_read: usize,
+    pub maps_cached: usize,
+    /// Scoped processes whose `status` was not read again (see [`Scanner::reusing_status`]).
+    pub status_reused: usize,
+}
+
+impl Scanner {
+    pub fn new() -> Scanner {
+        Scanner::default()
+    }
+
+    /// A scanner for the collector loop that also skips `/proc/<pid>/status` of a
+    /// scoped process while its address space, parent and name are unchanged, taking
+    /// the namespaced pid, uid and gid from the last read. The namespaced pid never
+    /// changes; uid/gid lag a `setuid()` without exec until the next exec, rename or
+    /// reparenting. The collector only uses name, command line, pids and namespaces;
+    /// exact callers (`scope ps`, inspect) use [`Scanner::new`].
+    pub fn reusing_status() -> Scanner {
+        Scanner {
+            reuse_status: true,
+            ..Scanner::default()
+        }
+    }
+
+    /// Read `/proc/<pid>/<file>` into the reusable buffer; the data is `self.data()`.
+    /// (A plain read loop: `read_to_end` on a `File` also asks for its size and
+    /// position first, two wasted syscalls on /proc files.)
+    fn read(&mut self, pid: i32, file: &str) -> std::io::Result<()> {
+        use std::fmt::Write as _;
+        use std::io::Read;
+        self.path.clear();
+        let _ = write!(self.path, "/proc/{pid}/{file}");
+        self.len = 0;
+        let mut f = fs::File::open(&self.path)?;
+        loop {
+            if self.len == self.buf.len() {
+                let grow = self.buf.len().max(4096);
+                self.buf.resize(self.buf.len() + grow, 0);
+            }
+            match f.read(&mut self.buf[self.len..]) {
+                Ok(0) => return Ok(()),
+                Ok(n) => self.len += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn data(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// Every process (`all`), or only scoped ones, ascending by pid; like
+    /// [`list_processes`]. Processes that vanish while listing are skipped.
+    pub fn list(&mut self, all: bool) -> Vec<ProcessInfo> {
+        let me = std::process::id() as i32;
+        self.passwd.refresh();
+        let self_mnt = ns_link("self", "mnt");
+        let self_pid = ns_link("self", "pid");
+        let mut out = Vec::new();
+        let mut counts = PassCounts::default();
+        let pids = all_pids();
+        for &pid in &pids {
+            if pid == me {
+                continue;
+            }
+            counts.pids += 1;
+            if self.read(pid, "stat").is_err() {
+                continue;
+            }
+            let Some(st) = parse_proc_stat(self.data()) else {
+                continue;
+            };
+            let cached = self.cache.get(&pid).filter(|c| c.maps_still_valid(&st));
+            let libscope = if st.kernel_thread() {
+                None
+            } else if let Some(c) = cached {
+                counts.maps_cached += 1;
+                c.libscope.clone()
+            } else {
+                counts.maps_read += 1;
+                // maps needs ptrace access: unreadable maps means we cannot tell; treat
+                // as unscoped.
+                let libscope = match self.read(pid, "maps") {
+                    Ok(()) => libscope_in_maps(&String::from_utf8_lossy(self.data())),
+                    Err(_) => None,
+                };
+                let fresh = Cached {
+                    stat: st,
+                    libscope: libscope.clone(),
+                    env: None,
+                    ns: None,
+                    status: None,
+                    maps_reads: 1,
+                };
+                let entry = match self.cache.remove(&pid) {
+                    // Same address space (a mapping changed): what depends on the
+                    // address space only still holds.
+                    Some(c) if c.same_mm(&st) => Cached {
+                        maps_reads: c.maps_reads + 1,
+                        env: c.env,
+                        ns: c.ns,
+                        status: c.status,
+                        ..fresh
+                    },
+                    Some(c) if c.stat.starttime == st.starttime => Cached {
+                        maps_reads: c.maps_reads + 1,
+                        ..fresh
+                    },
+                    _ => fresh,
+                };
+                self.cache.insert(pid, entry);
+                libscope
+            };
+            if !all && libscope.is_none() {
+                continue;
+            }
+            let reused = if self.reuse_status {
+                self.cache
+                    .get(&pid)
+                    .filter(|c| c.same_mm(&st))
+                    .and_then(|c| c.status.as_ref())
+                    .filter(|(ppid, comm, _)| *ppid == st.ppid && *comm == st.comm_hash)
+                    .map(|(_, _, f)| f.clone())
+            } else {
+                None
+            };
+            let status = match reused {
+                Some(f) => {
+                    counts.status_reused += 1;
+                    f
+                }
+                None => {
+                    if self.read(pid, "status").is_err() {
+                        continue;
+                    }
+                    let f = parse_proc_status(&String::from_utf8_lossy(self.data()));
+                    if self.reuse_status
+                        && let Some(c) = self.cache.get_mut(&pid).filter(|c| c.same_mm(&st))
+                    {
+                        c.status = Some((st.ppid, st.comm_hash, f.clone()));
+                    }
+                    f
+                }
+            };
+            let cmdline = match self.read(pid, "cmdline") {
+                Ok(()) => split_nul(self.data()),
+                Err(_) => Vec::new(),
+            };
+            // A process's pid namespace is fixed at fork and its mount namespace changes
+            // in practice only across an exec (unshare/setns then exec), so both are
+            // read once per address space.
+            let cached_ns = self
+                .cache
+                .get(&pid)
+                .filter(|c| c.same_mm(&st))
+                .and_then(|c| c.ns);
+            let (fm, fp) = match cached_ns {
+                Some(ns) => ns,
+                None => {
+                    let p = pid.to_string();
+                    let foreign = |me: &Option<PathBuf>, ns: &str| match (me, ns_link(&p, ns)) {
+                        (Some(a), Some(b)) => *a != b,
+                        _ => false,
+                    };
+                    let ns = (foreign(&self_mnt, "mnt"), foreign(&self_pid, "pid"));
+                    if let Some(c) = self.cache.get_mut(&pid).filter(|c| c.same_mm(&st)) {
+                        c.ns = Some(ns);
+                    }
+                    ns
+                }
+            };
+            let passwd = &self.passwd;
+            out.push(build_info(
+                pid,
+                status,
+                cmdline,
+                libscope,
+                |st| passwd.name(st.uid),
+                fm,
+                fp,
+            ));
+        }
+        // Forget processes that are gone (pids are sorted).
+        self.cache.retain(|pid, _| pids.binary_search(pid).is_ok());
+        self.last_pass = counts;
+        out
+    }
+
+    /// How many times the maps of `pid` were read while it was alive (for tests and
+    /// benchmarks); `None` for a process the last pass did not see.
+    pub fn maps_reads(&self, pid: i32) -> Option<u32> {
+        self.cache.get(&pid).map(|c| c.maps_reads)
+    }
+
+    /// The AppScope settings of a process, like [`scope_env`]: parsed once per address
+    /// space of a process seen by the last [`Scanner::list`].
+    pub fn scope_env(&mut self, pid: i32) -> Result<&ScopeEnv> {
+        let cacheable = self.cache.get(&pid).is_some_and(|c| c.stat.mm_known());
+        if !cacheable {
+            // Unknown to the last pass, or its address space is hidden from us: no cache.
+            return Ok(self.uncached_env.insert(scope_env(pid)?));
+        }
+        if self.cache.get(&pid).is_some_and(|c| c.env.is_none()) {
+            let env = ScopeEnv::from_vars(&parse_environ(&read_proc(pid, "environ")?));
+            if let Some(c) = self.cache.get_mut(&pid) {
+                c.env = Some(env);
+            }
+        }
+        self.cache
+            .get(&pid)
+            .and_then(|c| c.env.as_ref())
+            .ok_or(Error::NoSuchProcess(pid))
+    }
 }
 
 /// The AppScope settings from a process's environment.
@@ -360,6 +754,139 @@ mod tests {
             host_path(5, true, Path::new("/tmp/a")),
             PathBuf::from("/proc/5/root/tmp/a")
         );
+    }
+
+    #[test]
+    fn stat_parsing_resumes_after_the_last_paren() {
+        // Field 2 with spaces and parentheses; values at fields 9, 22, 23, 26, 28, 50, 51.
+        let mut f: Vec<String> = (3..=52).map(|n| (n * 10).to_string()).collect();
+        f[0] = "S".into();
+        let text = format!("42 (a) b (c) {}\n", f.join(" "));
+        let st = parse_proc_stat(text.as_bytes()).unwrap();
+        assert_eq!(st.ppid, 40);
+        assert_eq!(st.flags, 90);
+        assert_eq!(st.starttime, 220);
+        assert_eq!(st.vsize, 230);
+        assert_eq!(st.mm, [260, 280, 500, 510]);
+        let renamed = format!("42 (a) b (d) {}\n", f.join(" "));
+        assert_ne!(
+            parse_proc_stat(renamed.as_bytes()).unwrap().comm_hash,
+            st.comm_hash
+        );
+        assert!(parse_proc_stat(b"42 (x) S 1 2 3").is_none(), "truncated");
+        assert!(parse_proc_stat(b"garbage").is_none());
+        // Our own: a user process with a visible address space.
+        let me = parse_proc_stat(&fs::read("/proc/self/stat").unwrap()).unwrap();
+        assert!(!me.kernel_thread());
+        assert!(me.mm_known() && me.starttime > 0 && me.vsize > 0);
+    }
+
+    #[test]
+    fn maps_cache_validity() {
+        let st = ProcStat {
+            comm_hash: 7,
+            ppid: 1,
+            flags: 0,
+            starttime: 100,
+            vsize: 1 << 20,
+            mm: [1, 2, 3, 4],
+        };
+        let c = Cached {
+            stat: st,
+            libscope: None,
+            env: None,
+            ns: None,
+            status: None,
+            maps_reads: 1,
+        };
+        assert!(c.maps_still_valid(&st));
+        let mapped = ProcStat {
+            vsize: 2 << 20,
+            ..st
+        };
+        assert!(c.same_mm(&mapped) && !c.maps_still_valid(&mapped), "dlopen");
+        let exec = ProcStat {
+            mm: [1, 9, 3, 4],
+            ..st
+        };
+        assert!(!c.maps_still_valid(&exec), "execve");
+        let other = ProcStat {
+            starttime: 101,
+            ..st
+        };
+        assert!(!c.maps_still_valid(&other), "pid reused");
+        let hidden = ProcStat { mm: [0; 4], ..st };
+        let c0 = Cached { stat: hidden, ..c };
+        assert!(!c0.maps_still_valid(&hidden), "never cached when hidden");
+    }
+
+    fn wait_for(mut cond: impl FnMut() -> bool) {
+        let end = std::time::Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(std::time::Instant::now() < end, "timed out");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The scanner answers like `read_process`/`scope_env`, reads a process's maps once
+    /// while nothing changes, and again after it execs.
+    #[test]
+    fn scanner_matches_uncached_reads_and_sees_exec() {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new("/bin/sh")
+            .args(["-c", "read x; exec /bin/sleep 30"])
+            .env("SCOPE_SNAPSHOT_DIR", "/x/snap")
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let mut sc = Scanner::new();
+        let mut reusing = Scanner::reusing_status();
+        let find = |sc: &mut Scanner| sc.list(true).into_iter().find(|p| p.pid == pid);
+        let first = find(&mut sc).unwrap();
+        assert_eq!(find(&mut reusing).unwrap(), first);
+        assert_eq!(first, read_process(pid).unwrap());
+        assert!(!first.scoped);
+        assert_eq!(sc.maps_reads(pid), Some(1));
+        assert_eq!(*sc.scope_env(pid).unwrap(), scope_env(pid).unwrap());
+        assert_eq!(
+            sc.scope_env(pid).unwrap().snapshot_dir,
+            PathBuf::from("/x/snap")
+        );
+        for _ in 0..3 {
+            assert_eq!(find(&mut sc).unwrap(), first);
+            assert_eq!(find(&mut reusing).unwrap(), first);
+            assert!(reusing.last_pass.status_reused > 0);
+            assert_eq!(sc.last_pass.status_reused, 0, "exact scanner reads status");
+        }
+        assert_eq!(
+            sc.maps_reads(pid),
+            Some(1),
+            "maps read once while unchanged"
+        );
+        assert!(sc.last_pass.maps_cached > 0);
+        // Only scoped processes: the unscoped child is not listed.
+        assert!(sc.list(false).iter().all(|p| p.pid != pid && p.scoped));
+
+        child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+        wait_for(|| read_process(pid).is_ok_and(|p| p.comm == "sleep"));
+        let after = find(&mut sc).unwrap();
+        assert_eq!(after, read_process(pid).unwrap());
+        assert_eq!(
+            find(&mut reusing).unwrap(),
+            after,
+            "exec: status read again"
+        );
+        assert_eq!(after.cmdline, vec!["/bin/sleep", "30"]);
+        assert_eq!(sc.maps_reads(pid), Some(2), "exec seen: maps read again");
+        assert_eq!(*sc.scope_env(pid).unwrap(), scope_env(pid).unwrap());
+
+        child.kill().unwrap();
+        child.wait().unwrap();
+        sc.list(true);
+        assert_eq!(sc.maps_reads(pid), None, "dead process forgotten");
+        assert!(sc.scope_env(pid).is_err());
     }
 
     #[test]
