@@ -25,6 +25,10 @@ pub const PRIORITY_MIN: i32 = -1000;
 pub const PRIORITY_MAX: i32 = 1000;
 /// Pattern env names must match (admission-time, CEL).
 pub const ENV_NAME_PATTERN: &str = "^SCOPE_[A-Z0-9_]+$";
+/// Bounds of `ScopeConfig.spec.env`: entries and value length. Every string, list and map
+/// a CEL rule can reach is bounded, so the API server's cost estimate stays in budget.
+pub const ENV_MAX_ENTRIES: u32 = 128;
+pub const ENV_VALUE_MAX: u32 = 4096;
 
 // ---------------------------------------------------------------- ScopeConfig
 
@@ -71,12 +75,15 @@ pub struct ScopeConfigSpec {
     /// Containers of the selected pods (default: every scoped container).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = kube::core::Rule::new("self.all(c, c.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'))").message("container names must be DNS labels"))]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 63)))]
     pub containers: Option<Vec<String>>,
     /// `SCOPE_*` settings, exactly what a command file carries.
     #[serde(default)]
     #[x_kube(validation = kube::core::Rule::new("self.all(k, k.matches('^SCOPE_[A-Z0-9_]+$'))").message("env names must match ^SCOPE_[A-Z0-9_]+$"))]
-    #[x_kube(validation = kube::core::Rule::new("self.all(k, size(self[k]) <= 4096)").message("values are limited to 4096 characters"))]
-    #[schemars(extend("maxProperties" = 128))]
+    #[schemars(extend(
+        "maxProperties" = ENV_MAX_ENTRIES,
+        "additionalProperties" = {"type": "string", "maxLength": ENV_VALUE_MAX}
+    ))]
     pub env: BTreeMap<String, String>,
     /// Higher wins when several ScopeConfigs set the same name; ties are broken by name.
     #[serde(default)]
@@ -176,9 +183,11 @@ pub struct ScopeConfigStatus {
 pub struct ScopeSnapshotSpec {
     /// Pod name in this namespace.
     #[x_kube(validation = kube::core::Rule::new("size(self) > 0").message("pod is required"))]
+    #[schemars(length(max = 253))]
     pub pod: String,
     /// Container (default: the first scoped container, else the first container).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
     pub container: Option<String>,
     /// Pid as seen inside the container (default: the container's main scoped process).
     #[serde(default, skip_serializing_if = "Option::is_none")]
