@@ -103,11 +103,30 @@ fn sigkill_at_random_points_loses_and_duplicates_nothing() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(5 + rng.next() % 60));
+        // An agent (debug build) needs ~50-150 ms to start on a loaded machine: kill
+        // between 5 and 250 ms so that some die starting and most mid-work.
+        std::thread::sleep(Duration::from_millis(5 + rng.next() % 245));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         kills += 1;
     }
+    // Reports stored by agents that were then killed: without any, the kills exercised
+    // nothing (every agent died before its first ingestion).
+    let stored_under_kills = report_dirs(&store)
+        .iter()
+        .filter(|d| {
+            !d.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".tmp-")
+                && d.join("report.json").is_file()
+        })
+        .count();
+    eprintln!("{stored_under_kills} of {n} bundles stored by agents that were then killed");
+    assert!(
+        stored_under_kills > 0,
+        "no agent stored anything before being killed ({kills} kills)"
+    );
     // A last clean pass finishes whatever the kills interrupted.
     let out = s.run(&[
         "agent",
