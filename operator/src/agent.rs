@@ -660,9 +660,7 @@ impl Agent {
             .iter()
             .map(|r| (r.id.clone(), crash_report_object(r)))
             .collect();
-        for id in
-            reconcile::retention_for_node(&stored, &self.cfg.node, &self.cfg.retention, now)
-        {
+        for id in reconcile::retention_for_node(&stored, &self.cfg.node, &self.cfg.retention, now) {
             let Some(r) = list.iter().find(|r| r.id == id) else {
                 continue;
             };
