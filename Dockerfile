@@ -28,13 +28,13 @@ ENV PATH=/opt/zig/bin:${PATH}
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked -p appscope-operator -p appscope-webhook -p appscope-cli \
- && cargo zigbuild --release --locked -p preload-lib --lib --target "x86_64-unknown-linux-gnu.${LIBSCOPE_GLIBC}"
+ && cargo zigbuild --profile release-lib --locked -p preload-lib --lib --target "x86_64-unknown-linux-gnu.${LIBSCOPE_GLIBC}"
 # Collect the artifacts in /out, laid out as in the runtime image.
 RUN install -D -m 0755 target/release/appscope-operator /out/usr/bin/appscope-operator \
  && install -D -m 0755 target/release/appscope-webhook /out/usr/bin/appscope-webhook \
  && install -D -m 0755 target/release/scope /out/usr/bin/scope \
  && ln -s scope /out/usr/bin/kubectl-scope \
- && install -D -m 0644 target/x86_64-unknown-linux-gnu/release/libscope.so /out/usr/lib/appscope/libscope.so
+ && install -D -m 0644 target/x86_64-unknown-linux-gnu/release-lib/libscope.so /out/usr/lib/appscope/libscope.so
 
 # ---------------------------------------------------------------- runtime
 FROM ${RUNTIME_IMAGE}

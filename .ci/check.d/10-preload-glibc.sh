@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 target=x86_64-unknown-linux-gnu
-cargo zigbuild -q -p preload-lib --release --target "$target.2.17"
-so="${CARGO_TARGET_DIR:-target}/$target/release/libscope.so"
+cargo zigbuild -q -p preload-lib --profile release-lib --target "$target.2.17"
+so="${CARGO_TARGET_DIR:-target}/$target/release-lib/libscope.so"
 test -f "$so"
 versions=$(objdump -T "$so" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -uV)
 max=$(printf '%s\n' $versions | tail -1)
