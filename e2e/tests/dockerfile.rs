@@ -324,9 +324,25 @@ fn builder_collects_artifacts_cargo_really_builds() {
                 built_packages(pkg, true),
                 "{src}: package {pkg} is not built with cargo zigbuild"
             );
+            // The output directory follows the profile the zigbuild command names.
+            let zig_cmd = run_text
+                .split("&&")
+                .find(|c| c.contains("cargo zigbuild"))
+                .unwrap();
+            let words: Vec<&str> = zig_cmd.split_whitespace().collect();
+            let profile = words
+                .windows(2)
+                .find(|w| w[0] == "--profile")
+                .map(|w| w[1])
+                .unwrap_or(if words.contains(&"--release") {
+                    "release"
+                } else {
+                    "debug"
+                });
+            let dir = format!("target/x86_64-unknown-linux-gnu/{profile}/");
             assert!(
-                src.starts_with("target/x86_64-unknown-linux-gnu/release/"),
-                "{src}: zigbuild output lives under target/<triple>/release"
+                src.starts_with(&dir),
+                "{src}: zigbuild output of profile {profile} lives under {dir}"
             );
             assert!(
                 run_text.contains("x86_64-unknown-linux-gnu.${LIBSCOPE_GLIBC}"),
