@@ -2,10 +2,10 @@
 //! process (and in directories of processes already gone), move them into the store,
 //! apply retention. [`Collector::scan_once`] is one pass; callers loop.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +19,46 @@ pub const KNOWN_DIRS_FILE: &str = ".agent-known-dirs.json";
 
 /// Decides a bundle's origin (pod/container in cluster mode; host/process locally).
 pub type OriginFn = Box<dyn Fn(&Bundle, Option<&ProcessInfo>, &str) -> Origin + Send>;
+
+/// How long the collector remembers a scoped process after it was last seen alive, so a
+/// bundle it left is still attributed to it (name, cmdline, host pid). Past this, and with
+/// no bundle of it left to store, it is forgotten, so the agent's memory and its
+/// `.agent-known-dirs.json` stay bounded however many processes come and go.
+pub const FORGET_DEAD_AFTER: Duration = Duration::from_secs(3600);
+
+/// Which remembered processes to keep (pure). An entry stays while its process was seen
+/// alive within `grace` of `now`, or while a bundle of it is still waiting in its dir
+/// (`pending`). A `/proc/<pid>/root/...` dir goes as soon as it vanishes (its process
+/// died; a recycled pid must not inherit it); another dir left without processes is
+/// dropped once it no longer exists.
+pub fn prune_known<T>(
+    known: &mut BTreeMap<PathBuf, BTreeMap<i32, T>>,
+    last_seen: &HashMap<(PathBuf, i32), Instant>,
+    pending: &BTreeSet<(PathBuf, i32)>,
+    now: Instant,
+    grace: Duration,
+) -> bool {
+    let mut changed = false;
+    known.retain(|dir, procs| {
+        if dir.starts_with("/proc/") && !dir.exists() {
+            changed = true;
+            return false;
+        }
+        let before = procs.len();
+        procs.retain(|pid, _| {
+            let key = (dir.clone(), *pid);
+            pending.contains(&key)
+                || last_seen
+                    .get(&key)
+                    .is_some_and(|t| now.saturating_duration_since(*t) < grace)
+        });
+        changed |= procs.len() != before;
+        let keep = !procs.is_empty() || (!dir.starts_with("/proc/") && dir.exists());
+        changed |= !keep;
+        keep
+    });
+    changed
+}
 
 /// Counts of one scan pass.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -96,6 +136,9 @@ pub struct Collector {
     /// Crash dirs (host paths) of scoped processes seen alive, with the last process
     /// seen there per namespaced pid.
     known: BTreeMap<PathBuf, BTreeMap<i32, ProcessInfo>>,
+    /// When each remembered process was last seen alive (entries loaded at start count
+    /// as seen then).
+    last_seen: HashMap<(PathBuf, i32), Instant>,
     /// Process discovery with caches kept between passes.
     scanner: procs::Scanner,
 }
@@ -107,16 +150,23 @@ impl Collector {
         sources: Sources,
         origin: OriginFn,
     ) -> Collector {
-        let known = fs::read(store.root().join(KNOWN_DIRS_FILE))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
+        let known: BTreeMap<PathBuf, BTreeMap<i32, ProcessInfo>> =
+            fs::read(store.root().join(KNOWN_DIRS_FILE))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default();
+        let now = Instant::now();
+        let last_seen = known
+            .iter()
+            .flat_map(|(d, m)| m.keys().map(move |pid| ((d.clone(), *pid), now)))
+            .collect();
         Collector {
             store,
             retention,
             sources,
             origin,
             known,
+            last_seen,
             scanner: procs::Scanner::reusing_status(),
         }
     }
@@ -151,6 +201,7 @@ impl Collector {
     pub fn scan_once(&mut self) -> ScanStats {
         let mut stats = ScanStats::default();
         let mut changed = false;
+        let now = Instant::now();
         let live = if self.sources.scan_processes {
             self.scanner.list(false)
         } else {
@@ -165,6 +216,7 @@ impl Collector {
             // Dirs reached through /proc/<pid>/root vanish with the process; keep them
             // only while it lives (the agent still sees bundles written before it died
             // if it scans in time; cluster mode uses the pod volume instead).
+            self.last_seen.insert((dir.clone(), p.nspid), now);
             let procs_in_dir = self.known.entry(dir).or_default();
             match procs_in_dir.get(&p.nspid) {
                 Some(seen) if *seen == p => {}
@@ -174,17 +226,11 @@ impl Collector {
                 }
             }
         }
-        // Forget dirs through /proc/<pid>/root of dead processes.
-        let dirs_before = self.known.len();
-        self.known
-            .retain(|d, _| !d.starts_with("/proc/") || d.exists());
-        if changed || self.known.len() != dirs_before {
-            self.save_known();
-        }
         let mut dirs: Vec<PathBuf> = self.known.keys().cloned().collect();
         dirs.extend(self.sources.expand());
         dirs.sort();
         dirs.dedup();
+        let mut pending = BTreeSet::new();
         for dir in dirs {
             stats.dirs_scanned += 1;
             // Finish deleting bundles stored before a kill (see `store` crash safety).
@@ -220,11 +266,27 @@ impl Collector {
                     }
                     Ok(Ingested::AlreadyStored(_)) => stats.already_stored += 1,
                     Err(e) => {
+                        pending.insert((dir.clone(), b.pid));
                         tracing::warn!(dir = %b.dir.display(), error = %e, "could not store bundle");
                         stats.errors.push(format!("{}: {e}", b.dir.display()))
                     }
                 }
             }
+        }
+        // Forget processes long dead (and dirs through /proc/<pid>/root of dead ones),
+        // after their last bundles had their chance above.
+        changed |= prune_known(
+            &mut self.known,
+            &self.last_seen,
+            &pending,
+            now,
+            FORGET_DEAD_AFTER,
+        );
+        let known = &self.known;
+        self.last_seen
+            .retain(|(d, pid), _| known.get(d).is_some_and(|m| m.contains_key(pid)));
+        if changed {
+            self.save_known();
         }
         match self
             .store
@@ -267,6 +329,58 @@ pub fn parse_bytes(s: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn forgets_dead_processes_after_grace_unless_a_bundle_waits() {
+        use std::collections::{BTreeMap, BTreeSet, HashMap};
+        use std::time::{Duration, Instant};
+        let tmp = tempfile::tempdir().unwrap();
+        let live_dir = tmp.path().join("a");
+        std::fs::create_dir(&live_dir).unwrap();
+        let gone_dir = tmp.path().join("gone");
+        let proc_dir = std::path::PathBuf::from("/proc/999999999/root/tmp/appscope");
+        let t0 = Instant::now();
+        let grace = Duration::from_secs(3600);
+        let now = t0 + Duration::from_secs(7200);
+        let mut known: BTreeMap<std::path::PathBuf, BTreeMap<i32, &str>> = BTreeMap::new();
+        known.insert(
+            live_dir.clone(),
+            BTreeMap::from([
+                (1, "alive"),
+                (2, "dead long ago"),
+                (3, "dead, bundle waits"),
+            ]),
+        );
+        known.insert(gone_dir.clone(), BTreeMap::from([(4, "dead long ago")]));
+        known.insert(
+            proc_dir.clone(),
+            BTreeMap::from([(5, "alive but dir gone")]),
+        );
+        let mut seen = HashMap::new();
+        seen.insert((live_dir.clone(), 1), now - Duration::from_secs(5));
+        seen.insert((live_dir.clone(), 2), t0);
+        seen.insert((live_dir.clone(), 3), t0);
+        seen.insert((gone_dir.clone(), 4), t0);
+        seen.insert((proc_dir.clone(), 5), now);
+        let pending = BTreeSet::from([(live_dir.clone(), 3)]);
+        assert!(super::prune_known(&mut known, &seen, &pending, now, grace));
+        assert_eq!(known.len(), 1, "{known:?}");
+        assert_eq!(
+            known[&live_dir].keys().copied().collect::<Vec<_>>(),
+            vec![1, 3]
+        );
+        // Nothing more to forget: no change reported, so no rewrite of the file.
+        assert!(!super::prune_known(&mut known, &seen, &pending, now, grace));
+        // Within the grace period a dead process is kept.
+        let mut k2 = BTreeMap::from([(live_dir.clone(), BTreeMap::from([(2, "x")]))]);
+        assert!(!super::prune_known(
+            &mut k2,
+            &seen,
+            &BTreeSet::new(),
+            t0 + Duration::from_secs(60),
+            grace
+        ));
+    }
+
     use super::*;
 
     #[test]
