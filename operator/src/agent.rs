@@ -460,6 +460,8 @@ impl Agent {
         container: &str,
         crash_dir: &Path,
     ) {
+        // Finish deleting bundles stored before a kill (see node_agent::store).
+        node_agent::store::sweep_ingested(crash_dir);
         for b in bundle::scan_snapshot_dir(crash_dir) {
             let image = pod
                 .spec
