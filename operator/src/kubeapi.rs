@@ -2,10 +2,8 @@
 //! against a mocked API server. Field managers: agents use `appscope-agent-<node>`, the
 //! controller `appscope-controller`.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, Event, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{Event, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -185,64 +183,6 @@ pub async fn create_event(api: &Api<Event>, ev: &Event) -> Result<Created, ApiEr
         Ok(_) => Ok(Created::New),
         Err(e) if is_status(&e, 409) => Ok(Created::Existed),
         Err(e) => Err(e.into()),
-    }
-}
-
-/// What [`sync_configmap`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CmSync {
-    Created,
-    Updated,
-    Unchanged,
-    /// A ConfigMap of that name exists without our label: the user's; left alone.
-    UserOwned,
-}
-
-fn managed(cm: &ConfigMap) -> bool {
-    cm.metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(MANAGED_BY.0))
-        .is_some_and(|v| v == MANAGED_BY.1)
-}
-
-/// Keep ConfigMap `appscope` (key `scope.yml`) present and current in a namespace.
-pub async fn sync_configmap(api: &Api<ConfigMap>, scope_yml: &str) -> Result<CmSync, ApiError> {
-    let want_data: BTreeMap<String, String> =
-        [(CONFIGMAP_KEY.to_string(), scope_yml.to_string())].into();
-    match api.get_opt(CONFIGMAP_NAME).await? {
-        None => {
-            let cm = ConfigMap {
-                metadata: ObjectMeta {
-                    name: Some(CONFIGMAP_NAME.into()),
-                    labels: Some([(MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string())].into()),
-                    ..Default::default()
-                },
-                data: Some(want_data),
-                ..Default::default()
-            };
-            match api.create(&PostParams::default(), &cm).await {
-                Ok(_) => Ok(CmSync::Created),
-                Err(e) if is_status(&e, 409) => Ok(CmSync::Unchanged),
-                Err(e) => Err(e.into()),
-            }
-        }
-        Some(cm) if !managed(&cm) => Ok(CmSync::UserOwned),
-        Some(cm) if cm.data.as_ref() == Some(&want_data) => Ok(CmSync::Unchanged),
-        Some(_) => {
-            let body = json!({
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": {
-                    "name": CONFIGMAP_NAME,
-                    "labels": { MANAGED_BY.0: MANAGED_BY.1 },
-                },
-                "data": want_data,
-            });
-            let pp = PatchParams::apply(CONTROLLER_MANAGER).force();
-            api.patch(CONFIGMAP_NAME, &pp, &Patch::Apply(&body)).await?;
-            Ok(CmSync::Updated)
-        }
     }
 }
 

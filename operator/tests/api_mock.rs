@@ -2,9 +2,9 @@
 //! each test scripts the server and asserts the exact requests.
 
 use appscope_operator::crd::*;
-use appscope_operator::kubeapi::{self, CmSync, Created, LeaseAction};
+use appscope_operator::kubeapi::{self, Created, LeaseAction};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod};
+use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::Api;
 use serde_json::{Value, json};
 
@@ -217,89 +217,6 @@ async fn crash_event_on_the_pod() {
     assert_eq!(
         kubeapi::create_event(&api, &ev).await.unwrap(),
         Created::New
-    );
-    done(task).await;
-}
-
-fn cm(labels: Value, data: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "ConfigMap",
-           "metadata": {"name": "appscope", "namespace": "shop", "labels": labels},
-           "data": {"scope.yml": data}})
-}
-
-#[tokio::test]
-async fn configmap_sync_creates_updates_and_respects_users() {
-    let managed = json!({"app.kubernetes.io/managed-by": "appscope-operator"});
-    let (client, task) = scripted(vec![
-        // 1. missing: created with our label
-        exp(
-            "GET",
-            "/api/v1/namespaces/shop/configmaps/appscope",
-            404,
-            status_reply(404, "NotFound"),
-        ),
-        exp(
-            "POST",
-            "/api/v1/namespaces/shop/configmaps",
-            201,
-            cm(managed.clone(), "v1"),
-        )
-        .body(|b| {
-            assert_eq!(b["metadata"]["name"], "appscope");
-            assert_eq!(
-                b["metadata"]["labels"]["app.kubernetes.io/managed-by"],
-                "appscope-operator"
-            );
-            assert_eq!(b["data"]["scope.yml"], "v1");
-        }),
-        // 2. current: no write
-        exp(
-            "GET",
-            "/api/v1/namespaces/shop/configmaps/appscope",
-            200,
-            cm(managed.clone(), "v1"),
-        ),
-        // 3. stale: SSA with the controller's field manager
-        exp(
-            "GET",
-            "/api/v1/namespaces/shop/configmaps/appscope",
-            200,
-            cm(managed.clone(), "old"),
-        ),
-        exp(
-            "PATCH",
-            "/api/v1/namespaces/shop/configmaps/appscope",
-            200,
-            cm(managed.clone(), "v1"),
-        )
-        .query("fieldManager", "appscope-controller")
-        .query("force", "true")
-        .ctype("application/apply-patch+yaml")
-        .body(|b| assert_eq!(b["data"]["scope.yml"], "v1")),
-        // 4. the user's own ConfigMap named appscope: left alone
-        exp(
-            "GET",
-            "/api/v1/namespaces/shop/configmaps/appscope",
-            200,
-            cm(json!({"team": "a"}), "mine"),
-        ),
-    ]);
-    let api: Api<ConfigMap> = Api::namespaced(client, "shop");
-    assert_eq!(
-        kubeapi::sync_configmap(&api, "v1").await.unwrap(),
-        CmSync::Created
-    );
-    assert_eq!(
-        kubeapi::sync_configmap(&api, "v1").await.unwrap(),
-        CmSync::Unchanged
-    );
-    assert_eq!(
-        kubeapi::sync_configmap(&api, "v1").await.unwrap(),
-        CmSync::Updated
-    );
-    assert_eq!(
-        kubeapi::sync_configmap(&api, "v1").await.unwrap(),
-        CmSync::UserOwned
     );
     done(task).await;
 }
