@@ -183,8 +183,47 @@ pub fn reason_phrase(code: u16) -> Option<&'static str> {
     })
 }
 
-fn header_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+/// Index of the first `\n` in `h` at or after `from` (word-at-a-time scan).
+fn find_nl(h: &[u8], mut i: usize) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const NL: u64 = LO * b'\n' as u64;
+    while let Some(chunk) = h.get(i..i + 8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(w) ^ NL;
+        // Lowest set high bit marks the first zero byte of `x` (exact for the first one).
+        let t = x.wrapping_sub(LO) & !x & HI;
+        if t != 0 {
+            return Some(i + (t.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    h.get(i..)?.iter().position(|&b| b == b'\n').map(|p| p + i)
+}
+
+/// Index of the `\r` of the first `\r\n` in `h` at or after `from`.
+fn find_crlf(h: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    loop {
+        let p = find_nl(h, i)?;
+        if p > from && h[p - 1] == b'\r' {
+            return Some(p - 1);
+        }
+        i = p + 1;
+    }
+}
+
+/// End (exclusive) of the first `\r\n\r\n` in `buf`, searching from byte `from`.
+fn header_end(buf: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    loop {
+        let p = find_nl(buf, i)?;
+        if p >= 3 && &buf[p - 3..=p] == b"\r\n\r\n" {
+            return Some(p + 1);
+        }
+        i = p + 1;
+    }
 }
 
 impl HttpStream {
@@ -248,6 +287,20 @@ impl HttpStream {
                     }
                 }
                 State::Head => {
+                    if self.buf.is_empty() {
+                        // Fast path: the whole head is in this chunk; parse it in place.
+                        if looks_like_start(&data[..data.len().min(8)]) == Some(false) {
+                            self.buf = Vec::new();
+                            self.state = State::NotHttp;
+                            return;
+                        }
+                        let window = &data[..data.len().min(MAX_HEADER)];
+                        if let Some(end) = header_end(window, 0) {
+                            self.state = finish(parse_head(&window[..end]), out);
+                            data = &data[end..];
+                            continue;
+                        }
+                    }
                     let before = self.buf.len();
                     let room = MAX_HEADER - before.min(MAX_HEADER);
                     let take = data.len().min(room);
@@ -259,22 +312,12 @@ impl HttpStream {
                         self.state = State::NotHttp;
                         return;
                     }
-                    match header_end(&self.buf) {
+                    match header_end(&self.buf, before.saturating_sub(3)) {
                         Some(end) => {
                             let used = end - before;
                             let head = std::mem::take(&mut self.buf);
                             data = &data[used..];
-                            self.state = match parse_head(&head[..end]) {
-                                Some((msg, body)) => {
-                                    out(msg);
-                                    match body {
-                                        BodyLen::Known(0) => State::Start,
-                                        BodyLen::Known(n) => State::Body(n),
-                                        BodyLen::Unknown => State::Resync,
-                                    }
-                                }
-                                None => State::Resync,
-                            };
+                            self.state = finish(parse_head(&head[..end]), out);
                             // Keep the allocation small between messages.
                             self.buf = head;
                             self.buf.clear();
@@ -295,6 +338,22 @@ impl HttpStream {
     }
 }
 
+/// Report a parsed head and pick the state for what follows it.
+fn finish(parsed: Option<(Message, BodyLen)>, out: &mut dyn FnMut(Message)) -> State {
+    match parsed {
+        Some((msg, body)) => {
+            out(msg);
+            match body {
+                BodyLen::Known(0) => State::Start,
+                BodyLen::Known(n) => State::Body(n),
+                BodyLen::Unknown => State::Resync,
+            }
+        }
+        None => State::Resync,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BodyLen {
     Known(u64),
     Unknown,
@@ -304,50 +363,121 @@ fn parse_head(head: &[u8]) -> Option<(Message, BodyLen)> {
     parse_head_with(head, KEEP_HEADERS.load(Relaxed))
 }
 
-fn parse_head_with(head: &[u8], keep: bool) -> Option<(Message, BodyLen)> {
-    let text = String::from_utf8_lossy(head);
-    let mut lines = text.split("\r\n");
-    let start = lines.next()?;
-    let mut content_length = None;
-    let mut chunked = false;
-    let mut host = None;
-    let mut ua = None;
-    let mut xff = None;
-    let mut kept = Vec::new();
-    for line in lines {
-        if line.is_empty() {
+/// The ASCII bytes `str::trim` removes (Unicode `White_Space` below 0x80).
+fn is_ws(b: u8) -> bool {
+    matches!(b, b'\t' | b'\n' | 0x0B | 0x0C | b'\r' | b' ')
+}
+
+/// `b` without leading and trailing ASCII whitespace.
+fn trim_ws(mut b: &[u8]) -> &[u8] {
+    while let [f, rest @ ..] = b {
+        if !is_ws(*f) {
             break;
         }
-        let Some((name, value)) = line.split_once(':') else {
+        b = rest;
+    }
+    while let [rest @ .., l] = b {
+        if !is_ws(*l) {
+            break;
+        }
+        b = rest;
+    }
+    b
+}
+
+/// Owned text of a byte slice: lossy UTF-8.
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Owned text of a byte slice: lossy UTF-8, trimmed like `str::trim`.
+fn trimmed(b: &[u8]) -> String {
+    String::from_utf8_lossy(trim_ws(b)).trim().to_string()
+}
+
+/// Does `b` contain `needle` (lowercase ASCII), ignoring ASCII case?
+fn contains_ignore_case(b: &[u8], needle: &[u8]) -> bool {
+    b.windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// Header names the parser looks at; a line whose name starts with another letter is
+/// skipped without looking further unless every header is kept.
+const LC: &[u8] = b"content-length";
+const TE: &[u8] = b"transfer-encoding";
+const HOST: &[u8] = b"host";
+const UA: &[u8] = b"user-agent";
+const XFF: &[u8] = b"x-forwarded-for";
+const XAPPSCOPE: &[u8] = b"x-appscope";
+
+/// Byte-level head parser. Works on slices of `head` and allocates only the fields of the
+/// returned message (and kept header lines). Same results as splitting the lossy UTF-8
+/// text of the head into `\r\n` lines and trimming names/values with `str::trim`.
+fn parse_head_with(head: &[u8], keep: bool) -> Option<(Message, BodyLen)> {
+    let start_end = find_crlf(head, 0).unwrap_or(head.len());
+    let start = &head[..start_end];
+    let mut content_length = None;
+    let mut chunked = false;
+    let mut host: Option<&[u8]> = None;
+    let mut ua: Option<&[u8]> = None;
+    let mut xff: Option<&[u8]> = None;
+    let mut kept = Vec::new();
+    let mut pos = start_end + 2;
+    while pos <= head.len() {
+        let end = find_crlf(head, pos).unwrap_or(head.len());
+        let line = &head[pos..end];
+        pos = end + 2;
+        let Some(&b0) = line.first() else {
+            break;
+        };
+        if !keep
+            && b0 < 0x80
+            && !is_ws(b0)
+            && !matches!(b0 | 0x20, b'c' | b'h' | b't' | b'u' | b'x')
+        {
+            continue;
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
             continue;
         };
-        let value = value.trim();
-        let name = name.trim();
-        if (keep || name.eq_ignore_ascii_case("x-appscope"))
-            && kept.len() < MAX_KEPT_HEADERS
-            && !["content-length", "host", "user-agent", "x-forwarded-for"]
-                .iter()
-                .any(|h| name.eq_ignore_ascii_case(h))
+        let raw_name = trim_ws(&line[..colon]);
+        let value = trim_ws(&line[colon + 1..]);
+        // A name with non-ASCII bytes at its ends may carry Unicode whitespace.
+        let slow_name;
+        let name = if raw_name.first().is_some_and(|b| *b >= 0x80)
+            || raw_name.last().is_some_and(|b| *b >= 0x80)
         {
-            kept.push(line.trim().to_string());
+            slow_name = String::from_utf8_lossy(raw_name).trim().to_string();
+            slow_name.as_bytes()
+        } else {
+            raw_name
+        };
+        let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+        if (keep || is(XAPPSCOPE))
+            && kept.len() < MAX_KEPT_HEADERS
+            && !(is(LC) || is(HOST) || is(UA) || is(XFF))
+        {
+            kept.push(trimmed(line));
         }
-        if name.eq_ignore_ascii_case("content-length") {
-            content_length = value.parse::<u64>().ok();
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = value.to_ascii_lowercase().contains("chunked");
-        } else if name.eq_ignore_ascii_case("host") {
-            host = Some(value.to_string());
-        } else if name.eq_ignore_ascii_case("user-agent") {
-            ua = Some(value.to_string());
-        } else if name.eq_ignore_ascii_case("x-forwarded-for") {
-            xff = Some(value.to_string());
+        if is(LC) {
+            content_length = std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok());
+        } else if is(TE) {
+            chunked = contains_ignore_case(value, b"chunked");
+        } else if is(HOST) {
+            host = Some(value);
+        } else if is(UA) {
+            ua = Some(value);
+        } else if is(XFF) {
+            xff = Some(value);
         }
     }
-    if let Some(rest) = start.strip_prefix("HTTP/") {
-        let mut parts = rest.splitn(3, ' ');
-        let flavor = parts.next()?.to_string();
-        let status: u16 = parts.next()?.parse().ok()?;
-        let status_text = parts.next().unwrap_or("").to_string();
+    if let Some(rest) = start.strip_prefix(b"HTTP/") {
+        let mut parts = rest.splitn(3, |&b| b == b' ');
+        let flavor = parts.next()?;
+        let status: u16 = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
+        let status_text = parts.next().map(lossy).unwrap_or_default();
         let body = if (100..200).contains(&status) || status == 204 || status == 304 {
             BodyLen::Known(0)
         } else if chunked {
@@ -360,7 +490,7 @@ fn parse_head_with(head: &[u8], keep: bool) -> Option<(Message, BodyLen)> {
         };
         return Some((
             Message::Response(Response {
-                flavor,
+                flavor: lossy(flavor),
                 status,
                 status_text,
                 content_length,
@@ -369,11 +499,11 @@ fn parse_head_with(head: &[u8], keep: bool) -> Option<(Message, BodyLen)> {
             body,
         ));
     }
-    let mut parts = start.split(' ');
-    let method = parts.next()?.to_string();
-    let target = parts.next()?.to_string();
-    let flavor = parts.next()?.strip_prefix("HTTP/")?.to_string();
-    if !METHODS.contains(&method.as_str()) {
+    let mut parts = start.split(|&b| b == b' ');
+    let method = parts.next()?;
+    let target = parts.next()?;
+    let flavor = parts.next()?.strip_prefix(b"HTTP/")?;
+    if !METHODS.iter().any(|m| m.as_bytes() == method) {
         return None;
     }
     let body = if chunked {
@@ -383,12 +513,12 @@ fn parse_head_with(head: &[u8], keep: bool) -> Option<(Message, BodyLen)> {
     };
     Some((
         Message::Request(Request {
-            method,
-            target,
-            flavor,
-            host,
-            user_agent: ua,
-            x_forwarded_for: xff,
+            method: lossy(method),
+            target: lossy(target),
+            flavor: lossy(flavor),
+            host: host.map(trimmed),
+            user_agent: ua.map(trimmed),
+            x_forwarded_for: xff.map(trimmed),
             content_length,
             headers: kept,
         }),
@@ -399,6 +529,99 @@ fn parse_head_with(head: &[u8], keep: bool) -> Option<(Message, BodyLen)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The former text-based parser: the reference the byte-level one must agree with.
+    fn parse_head_text(head: &[u8], keep: bool) -> Option<(Message, BodyLen)> {
+        let text = String::from_utf8_lossy(head);
+        let mut lines = text.split("\r\n");
+        let start = lines.next()?;
+        let mut content_length = None;
+        let mut chunked = false;
+        let mut host = None;
+        let mut ua = None;
+        let mut xff = None;
+        let mut kept = Vec::new();
+        for line in lines {
+            if line.is_empty() {
+                break;
+            }
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
+            let value = value.trim();
+            let name = name.trim();
+            if (keep || name.eq_ignore_ascii_case("x-appscope"))
+                && kept.len() < MAX_KEPT_HEADERS
+                && !["content-length", "host", "user-agent", "x-forwarded-for"]
+                    .iter()
+                    .any(|h| name.eq_ignore_ascii_case(h))
+            {
+                kept.push(line.trim().to_string());
+            }
+            if name.eq_ignore_ascii_case("content-length") {
+                content_length = value.parse::<u64>().ok();
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = value.to_ascii_lowercase().contains("chunked");
+            } else if name.eq_ignore_ascii_case("host") {
+                host = Some(value.to_string());
+            } else if name.eq_ignore_ascii_case("user-agent") {
+                ua = Some(value.to_string());
+            } else if name.eq_ignore_ascii_case("x-forwarded-for") {
+                xff = Some(value.to_string());
+            }
+        }
+        if let Some(rest) = start.strip_prefix("HTTP/") {
+            let mut parts = rest.splitn(3, ' ');
+            let flavor = parts.next()?.to_string();
+            let status: u16 = parts.next()?.parse().ok()?;
+            let status_text = parts.next().unwrap_or("").to_string();
+            let body = if (100..200).contains(&status) || status == 204 || status == 304 {
+                BodyLen::Known(0)
+            } else if chunked {
+                BodyLen::Unknown
+            } else {
+                match content_length {
+                    Some(n) => BodyLen::Known(n),
+                    None => BodyLen::Unknown,
+                }
+            };
+            return Some((
+                Message::Response(Response {
+                    flavor,
+                    status,
+                    status_text,
+                    content_length,
+                    headers: kept,
+                }),
+                body,
+            ));
+        }
+        let mut parts = start.split(' ');
+        let method = parts.next()?.to_string();
+        let target = parts.next()?.to_string();
+        let flavor = parts.next()?.strip_prefix("HTTP/")?.to_string();
+        if !METHODS.contains(&method.as_str()) {
+            return None;
+        }
+        let body = if chunked {
+            BodyLen::Unknown
+        } else {
+            BodyLen::Known(content_length.unwrap_or(0))
+        };
+        Some((
+            Message::Request(Request {
+                method,
+                target,
+                flavor,
+                host,
+                user_agent: ua,
+                x_forwarded_for: xff,
+                content_length,
+                headers: kept,
+            }),
+            body,
+        ))
+    }
 
     fn feed_all(s: &mut HttpStream, chunks: &[&[u8]]) -> Vec<Message> {
         let mut v = Vec::new();
@@ -548,5 +771,133 @@ mod tests {
             &[b"HTTP/1.1 304 Not Modified\r\nContent-Length: 100\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"],
         );
         assert_eq!(m.len(), 2);
+    }
+
+    #[test]
+    fn newline_search_matches_a_plain_scan() {
+        let mut h = vec![b'a'; 40];
+        for at in [0usize, 3, 7, 8, 9, 15, 16, 31, 39] {
+            h.fill(b'a');
+            h[at] = b'\n';
+            for from in 0..h.len() + 2 {
+                let want = h
+                    .iter()
+                    .skip(from)
+                    .position(|&b| b == b'\n')
+                    .map(|p| p + from);
+                assert_eq!(find_nl(&h, from), want, "at {at} from {from}");
+            }
+        }
+        // Bytes just above and below '\n' and high bytes do not match.
+        let h = [
+            0x0b,
+            0x09,
+            0x8a,
+            0xff,
+            0x0a ^ 0x80,
+            0x00,
+            0x01,
+            0x02,
+            0x0b,
+            b'\n',
+        ];
+        assert_eq!(find_nl(&h, 0), Some(9));
+        assert_eq!(header_end(b"GET / HTTP/1.1\r\nA: b\n\r\n\r\n", 0), Some(25));
+        assert_eq!(header_end(b"GET / HTTP/1.1\r\n\n\r\n", 0), None);
+    }
+
+    /// Deterministic xorshift, enough to shuffle pieces.
+    fn rng(seed: &mut u64) -> u64 {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        *seed
+    }
+
+    #[test]
+    fn byte_parser_agrees_with_the_text_parser() {
+        let starts: &[&[u8]] = &[
+            b"GET /a?b=1 HTTP/1.1",
+            b"POST / HTTP/1.0",
+            b"GET / HTTP/1.1 extra",
+            b"GET /\xff\xfe HTTP/1.1",
+            b"GETX / HTTP/1.1",
+            b"GET /",
+            b"PUT  HTTP/1.1",
+            b"HTTP/1.1 200 OK",
+            b"HTTP/1.0 404 Not  Found ",
+            b"HTTP/1.1 +204 No Content",
+            b"HTTP/1.1 99999 Big",
+            b"HTTP/1.1 200",
+            b"HTTP/ 301 \xc3\xa9t\xe9",
+            b"HTTP/1.1",
+        ];
+        let names: &[&[u8]] = &[
+            b"Host",
+            b"host ",
+            b" HOST",
+            b"User-Agent",
+            b"user-agent\t",
+            b"X-Forwarded-For",
+            b"Content-Length",
+            b"content-length",
+            b"Transfer-Encoding",
+            b"X-AppScope",
+            b"x-appscope",
+            b"Accept",
+            b"Cookie",
+            b"\xc2\xa0Host",
+            b"Host\xc2\xa0",
+            b"\xffHost",
+            b"Connection",
+            b"",
+            b"t",
+            b"X-Req-Id",
+            b"\x0bhost",
+        ];
+        let values: &[&[u8]] = &[
+            b" localhost:8080",
+            b"  12 ",
+            b"+7",
+            b"18446744073709551616",
+            b"abc",
+            b" gzip, Chunked",
+            b"chunk",
+            b"curl/8.0",
+            b" \xe2\x80\x83v\xe2\x80\x83 ",
+            b"\xff\xfe",
+            b"a:b:c",
+            b"",
+            b"1.2.3.4, 5.6.7.8",
+            b"x\ny",
+            b" 5\r",
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for round in 0..20_000 {
+            let mut head = starts[(rng(&mut seed) % starts.len() as u64) as usize].to_vec();
+            head.extend_from_slice(b"\r\n");
+            for _ in 0..rng(&mut seed) % 8 {
+                let r = rng(&mut seed);
+                if r.is_multiple_of(17) {
+                    head.extend_from_slice(b"no colon here\r\n");
+                    continue;
+                }
+                head.extend_from_slice(names[(r % names.len() as u64) as usize]);
+                if r % 13 != 1 {
+                    head.push(b':');
+                }
+                head.extend_from_slice(values[((r >> 20) % values.len() as u64) as usize]);
+                head.extend_from_slice(b"\r\n");
+            }
+            head.extend_from_slice(b"\r\n");
+            for keep in [false, true] {
+                assert_eq!(
+                    parse_head_with(&head, keep),
+                    parse_head_text(&head, keep),
+                    "round {round} keep {keep}: {:?}",
+                    String::from_utf8_lossy(&head)
+                );
+            }
+        }
     }
 }
