@@ -62,10 +62,11 @@ impl Filter {
     /// AppScope's rule: the name regex matches the event's source, and some data field's
     /// name matches the field regex while its value matches the value regex.
     pub fn matches(&self, source: &str, data: &Map<String, Value>) -> bool {
-        if !self.name.is_match(source) {
+        if !matches_all(&self.name) && !self.name.is_match(source) {
             return false;
         }
-        if data.is_empty() {
+        if data.is_empty() || matches_all(&self.field) && matches_all(&self.value) {
+            // Any field's name and value match the defaults (`.*` matches every text).
             return true;
         }
         data.iter().any(|(k, v)| {
@@ -76,6 +77,11 @@ impl Filter {
                 }
         })
     }
+}
+
+/// Does `r` match every text (the default `.*`, or the empty pattern)? Skips running it.
+fn matches_all(r: &Regex) -> bool {
+    matches!(r.as_str(), ".*" | "")
 }
 
 /// Event settings derived from the config in effect.
@@ -284,28 +290,152 @@ pub struct Event {
     pub time: f64,
 }
 
-/// Pure: AppScope's envelope as one NDJSON line.
-///
-/// Written straight into one buffer (no `Value` tree, no copy of `data`); the bytes are
-/// those `serde_json` produces for the envelope as a `Value` (keys in sorted order).
-pub fn format_event(ev: &Event, id: &ident::Ident, pid: i64) -> String {
-    fn put<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
-        // Writing to a Vec cannot fail; a value that cannot be serialized becomes null.
-        if serde_json::to_writer(&mut *out, v).is_err() {
-            out.extend_from_slice(b"null");
+/// Bytes of a JSON string that need an escape: 0 = none, else the letter after `\\`
+/// (`u` = `\\u00XX`), as `serde_json` writes them.
+static ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = b'u';
+        i += 1;
+    }
+    t[0x08] = b'b';
+    t[0x09] = b't';
+    t[0x0a] = b'n';
+    t[0x0c] = b'f';
+    t[0x0d] = b'r';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t
+};
+
+/// Does any byte of `w` need an escape (below 0x20, `"` or `\\`)? May only err towards
+/// yes when some byte does (borrows run upwards from a true hit).
+fn word_needs_escape(w: u64) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let zero = |x: u64| x.wrapping_sub(LO) & !x & HI;
+    let below_space = w.wrapping_sub(LO * 0x20) & !w & HI;
+    (below_space | zero(w ^ (LO * u64::from(b'"'))) | zero(w ^ (LO * u64::from(b'\\')))) != 0
+}
+
+/// `s` as a JSON string literal, byte for byte what `serde_json` writes.
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let b = s.as_bytes();
+    out.push(b'"');
+    let mut run = 0;
+    let mut i = 0;
+    while i < b.len() {
+        // Eight bytes at a time while none needs an escape.
+        if let Some(chunk) = b.get(i..i + 8) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(chunk);
+            if !word_needs_escape(u64::from_le_bytes(w)) {
+                i += 8;
+                continue;
+            }
+        }
+        let c = b[i];
+        let e = ESCAPE[c as usize];
+        if e != 0 {
+            out.extend_from_slice(&b[run..i]);
+            run = i + 1;
+            if e == b'u' {
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(c >> 4) as usize]);
+                out.push(HEX[(c & 0xf) as usize]);
+            } else {
+                out.push(b'\\');
+                out.push(e);
+            }
+        }
+        i += 1;
+    }
+    out.extend_from_slice(&b[run..]);
+    out.push(b'"');
+}
+
+/// Any serializable value through `serde_json` (a value that cannot be serialized
+/// becomes null; writing to a Vec cannot fail otherwise).
+fn put<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+    if serde_json::to_writer(&mut *out, v).is_err() {
+        out.extend_from_slice(b"null");
+    }
+}
+
+/// A JSON value: strings, numbers and literals written directly, nested values via
+/// `serde_json`.
+fn put_value(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::String(s) => put_str(out, s),
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => {
+            if let Some(u) = n.as_u64() {
+                put_u64(out, u);
+            } else {
+                put(out, n);
+            }
+        }
+        other => put(out, other),
+    }
+}
+
+/// Decimal digits of `n`.
+fn put_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
         }
     }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// A data map as a JSON object, in the map's own order (what `serde_json` writes).
+fn put_map(out: &mut Vec<u8>, m: &Map<String, Value>) {
+    out.push(b'{');
+    for (i, (k, v)) in m.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        put_str(out, k);
+        out.push(b':');
+        put_value(out, v);
+    }
+    out.push(b'}');
+}
+
+/// Pure: AppScope's envelope as one NDJSON line.
+///
+/// Written straight into one buffer (no `Value` tree, no copy of `data`, strings escaped
+/// by hand); the bytes are those `serde_json` produces for the envelope as a `Value`
+/// (keys in sorted order).
+pub fn format_event(ev: &Event, id: &ident::Ident, pid: i64) -> String {
+    let out = format_event_bytes(ev, id, pid);
+    // Only UTF-8 text and ASCII went in.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// [`format_event`] as the bytes the sink takes (no UTF-8 re-validation of the line).
+fn format_event_bytes(ev: &Event, id: &ident::Ident, pid: i64) -> Vec<u8> {
     let mut out = Vec::with_capacity(
         200 + id.id.len() + id.cmd.len() + id.host.len() + ev.source.len() + 64 * ev.data.len(),
     );
     out.extend_from_slice(b"{\"_channel\":\"");
-    out.extend_from_slice(ev.channel.to_string().as_bytes());
+    put_u64(&mut out, ev.channel);
     out.extend_from_slice(b"\",\"body\":{\"_time\":");
     put(&mut out, &ev.time);
     out.extend_from_slice(b",\"cmd\":");
     out.extend_from_slice(id.cmd_json().as_bytes());
     out.extend_from_slice(b",\"data\":");
-    put(&mut out, &ev.data);
+    put_map(&mut out, &ev.data);
     out.extend_from_slice(b",\"host\":");
     out.extend_from_slice(id.host_json().as_bytes());
     out.extend_from_slice(b",\"pid\":");
@@ -313,13 +443,13 @@ pub fn format_event(ev: &Event, id: &ident::Ident, pid: i64) -> String {
     out.extend_from_slice(b",\"proc\":");
     out.extend_from_slice(id.procname_json().as_bytes());
     out.extend_from_slice(b",\"source\":");
-    put(&mut out, &ev.source);
+    put_str(&mut out, &ev.source);
     out.extend_from_slice(b",\"sourcetype\":");
-    put(&mut out, ev.sourcetype);
+    put_str(&mut out, ev.sourcetype);
     out.extend_from_slice(b"},\"id\":");
     out.extend_from_slice(id.id_json().as_bytes());
     out.extend_from_slice(b",\"type\":\"evt\"}\n");
-    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    out
 }
 
 /// The rate limiter's state for one second.
@@ -407,7 +537,7 @@ fn send_limited(set: &Settings, ev: &Event) {
     let id = &id;
     let pid = ident::pid();
     match LIMITER.check(ev.time as u64, set.maxeps) {
-        Verdict::Pass => sink::send_event(format_event(ev, id, pid).into_bytes()),
+        Verdict::Pass => sink::send_event(format_event_bytes(ev, id, pid)),
         Verdict::DropNotice => {
             let notice = Event {
                 sourcetype: "metric",
@@ -600,6 +730,21 @@ mod tests {
         assert!(!f.matches("net.open", &d));
         d.insert("http_target".into(), "/other".into());
         assert!(!f.matches("http.req", &d));
+        // Match-everything patterns are not run but give the same answers.
+        for pat in [".*", ""] {
+            let all = Regex::new(pat).unwrap();
+            let f = Filter {
+                name: all.clone(),
+                field: all.clone(),
+                value: all.clone(),
+                headers: vec![],
+                allowbinary: true,
+            };
+            assert!(matches_all(&all));
+            assert!(f.matches("net.open", &d) && f.matches("", &Map::new()));
+            assert!(all.is_match("") && all.is_match("a\nb"));
+        }
+        assert!(!matches_all(&Regex::new(".+").unwrap()));
     }
 
     #[test]
@@ -701,6 +846,27 @@ mod tests {
         data.insert("net_peer_port".into(), Value::from(8080));
         data.insert("http_target".into(), Value::from("/a?b=\"c\"\n"));
         data.insert("duration".into(), Value::from(1.5));
+        data.insert("neg".into(), Value::from(-3));
+        data.insert("big".into(), Value::from(u64::MAX));
+        data.insert("zero".into(), Value::from(0));
+        data.insert("flags".into(), Value::from(true));
+        data.insert("none".into(), Value::Null);
+        let ctl: String = (0u8..0x80).map(char::from).collect();
+        for n in 0..40 {
+            // Escapes at every offset of the word-at-a-time scan.
+            let k = format!("s{n:02}");
+            let v = format!(
+                "{}\"{}\\\u{1}{}",
+                "a".repeat(n),
+                "\u{e9}".repeat(n % 5),
+                "z".repeat(n % 9)
+            );
+            data.insert(k, Value::from(v));
+        }
+        data.insert(
+            format!("k{ctl}"),
+            Value::from(format!("{ctl}\u{e9}\u{2028}\u{1f600}")),
+        );
         data.insert(
             "nested".into(),
             serde_json::json!({"z": [1, null, true], "a": {}}),
