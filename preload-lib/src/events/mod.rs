@@ -219,6 +219,7 @@ static SETTINGS_GEN: AtomicU64 = AtomicU64::new(0);
 /// Apply new settings (takes effect for the very next call).
 pub fn apply(s: Settings) {
     crate::proto::http::set_keep_headers(!s.filter(HTTP).headers.is_empty());
+    crate::proto::http::set_detail(s.enabled && s.watch & HTTP != 0);
     MASK.store(if s.enabled { s.watch } else { 0 }, Relaxed);
     MAXEPS.store(s.maxeps, Relaxed);
     let mut slot = SETTINGS.write().unwrap_or_else(|e| e.into_inner());
@@ -239,7 +240,9 @@ pub fn watch_mask(cfg: &scope_config::Config) -> u32 {
 pub fn on_config(cfg: &scope_config::Config) {
     let e = &cfg.event;
     crate::proto::http::set_keep_headers(!e.watch.http.headers.is_empty());
-    MASK.store(if e.enable { watch_mask(cfg) } else { 0 }, Relaxed);
+    let mask = if e.enable { watch_mask(cfg) } else { 0 };
+    crate::proto::http::set_detail(mask & HTTP != 0);
+    MASK.store(mask, Relaxed);
     MAXEPS.store(e.format.maxeventpersec, Relaxed);
     let mut slot = SETTINGS.write().unwrap_or_else(|e| e.into_inner());
     SETTINGS_GEN.fetch_add(1, Relaxed);
@@ -897,7 +900,9 @@ mod tests {
             maxeps: 2,
             ..Default::default()
         };
-        s.watch = NET;
+        // HTTP stays on: `apply` is global, and http parser tests running meanwhile
+        // expect the event-only fields (see `proto::http::set_detail`).
+        s.watch = NET | HTTP;
         apply(s);
         let _ = sink::take_captured();
         let t = 4_000_000_000.0;

@@ -22,6 +22,16 @@ pub fn set_keep_headers(on: bool) {
     KEEP_HEADERS.store(on, Relaxed);
 }
 
+static DETAIL: AtomicBool = AtomicBool::new(true);
+
+/// Fill the message fields only http events use (`method`, `flavor`, `host`,
+/// `user_agent`, `x_forwarded_for`, `status_text`). Off (http events off), messages carry
+/// only what metrics use (`target`, `status`, `content_length`, kept headers) and
+/// allocate nothing else. On by default.
+pub fn set_detail(on: bool) {
+    DETAIL.store(on, Relaxed);
+}
+
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 const METHODS: &[&str] = &[
@@ -295,8 +305,13 @@ impl HttpStream {
                             return;
                         }
                         let window = &data[..data.len().min(MAX_HEADER)];
-                        if let Some(end) = header_end(window, 0) {
-                            self.state = finish(parse_head(&window[..end]), out);
+                        if let Some((end, parsed)) = scan_head(
+                            window,
+                            KEEP_HEADERS.load(Relaxed),
+                            true,
+                            DETAIL.load(Relaxed),
+                        ) {
+                            self.state = finish(parsed, out);
                             data = &data[end..];
                             continue;
                         }
@@ -360,7 +375,13 @@ enum BodyLen {
 }
 
 fn parse_head(head: &[u8]) -> Option<(Message, BodyLen)> {
-    parse_head_with(head, KEEP_HEADERS.load(Relaxed))
+    scan_head(
+        head,
+        KEEP_HEADERS.load(Relaxed),
+        false,
+        DETAIL.load(Relaxed),
+    )
+    .and_then(|(_, parsed)| parsed)
 }
 
 /// The ASCII bytes `str::trim` removes (Unicode `White_Space` below 0x80).
@@ -413,7 +434,20 @@ const XAPPSCOPE: &[u8] = b"x-appscope";
 /// Byte-level head parser. Works on slices of `head` and allocates only the fields of the
 /// returned message (and kept header lines). Same results as splitting the lossy UTF-8
 /// text of the head into `\r\n` lines and trimming names/values with `str::trim`.
+#[cfg(test)]
 fn parse_head_with(head: &[u8], keep: bool) -> Option<(Message, BodyLen)> {
+    scan_head(head, keep, false, true).and_then(|(_, parsed)| parsed)
+}
+
+/// Result of [`scan_head`]: the length of the head (through its blank line) and the
+/// parsed message, `None` when the head is not a valid request/response.
+type Scanned = (usize, Option<(Message, BodyLen)>);
+
+/// Find the end of the head that starts `head` and parse it, in one pass. With
+/// `need_end`, a head without its blank line is incomplete (`None`); without, whatever
+/// is there is parsed as the whole head.
+/// `detail`: see [`set_detail`].
+fn scan_head(head: &[u8], keep: bool, need_end: bool, detail: bool) -> Option<Scanned> {
     let start_end = find_crlf(head, 0).unwrap_or(head.len());
     let start = &head[..start_end];
     let mut content_length = None;
@@ -423,11 +457,15 @@ fn parse_head_with(head: &[u8], keep: bool) -> Option<(Message, BodyLen)> {
     let mut xff: Option<&[u8]> = None;
     let mut kept = Vec::new();
     let mut pos = start_end + 2;
+    let mut complete = None;
     while pos <= head.len() {
-        let end = find_crlf(head, pos).unwrap_or(head.len());
+        let crlf = find_crlf(head, pos);
+        let end = crlf.unwrap_or(head.len());
         let line = &head[pos..end];
         pos = end + 2;
         let Some(&b0) = line.first() else {
+            // The blank line ends the head once its `\r\n` is there.
+            complete = crlf.map(|_| pos);
             break;
         };
         if !keep
@@ -473,11 +511,40 @@ fn parse_head_with(head: &[u8], keep: bool) -> Option<(Message, BodyLen)> {
             xff = Some(value);
         }
     }
+    let end = match complete {
+        Some(end) => end,
+        None if need_end => return None,
+        None => head.len(),
+    };
+    if !detail {
+        (host, ua, xff) = (None, None, None);
+    }
+    let parsed = parse_start(
+        start,
+        content_length,
+        chunked,
+        [host, ua, xff],
+        kept,
+        detail,
+    );
+    Some((end, parsed))
+}
+
+/// The message of a head from its start line and the header fields found.
+fn parse_start(
+    start: &[u8],
+    content_length: Option<u64>,
+    chunked: bool,
+    [host, ua, xff]: [Option<&[u8]>; 3],
+    kept: Vec<String>,
+    detail: bool,
+) -> Option<(Message, BodyLen)> {
+    let text = |b: &[u8]| if detail { lossy(b) } else { String::new() };
     if let Some(rest) = start.strip_prefix(b"HTTP/") {
         let mut parts = rest.splitn(3, |&b| b == b' ');
         let flavor = parts.next()?;
         let status: u16 = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
-        let status_text = parts.next().map(lossy).unwrap_or_default();
+        let status_text = parts.next().map(text).unwrap_or_default();
         let body = if (100..200).contains(&status) || status == 204 || status == 304 {
             BodyLen::Known(0)
         } else if chunked {
@@ -490,7 +557,7 @@ fn parse_head_with(head: &[u8], keep: bool) -> Option<(Message, BodyLen)> {
         };
         return Some((
             Message::Response(Response {
-                flavor: lossy(flavor),
+                flavor: text(flavor),
                 status,
                 status_text,
                 content_length,
@@ -513,9 +580,9 @@ fn parse_head_with(head: &[u8], keep: bool) -> Option<(Message, BodyLen)> {
     };
     Some((
         Message::Request(Request {
-            method: lossy(method),
+            method: text(method),
             target: lossy(target),
-            flavor: lossy(flavor),
+            flavor: text(flavor),
             host: host.map(trimmed),
             user_agent: ua.map(trimmed),
             x_forwarded_for: xff.map(trimmed),
@@ -890,6 +957,17 @@ mod tests {
                 head.extend_from_slice(b"\r\n");
             }
             head.extend_from_slice(b"\r\n");
+            // In place, as a chunk: any prefix, and the head followed by body bytes.
+            let cut = (rng(&mut seed) % (head.len() as u64 + 1)) as usize;
+            let mut with_body = head.clone();
+            with_body.extend_from_slice(b"GET / HTTP/1.1\r\n\r\nbody\r\n\r\n");
+            for chunk in [&head[..cut], &with_body[..]] {
+                for keep in [false, true] {
+                    let want =
+                        header_end(chunk, 0).map(|end| (end, parse_head_with(&chunk[..end], keep)));
+                    assert_eq!(scan_head(chunk, keep, true, true), want, "round {round}");
+                }
+            }
             for keep in [false, true] {
                 assert_eq!(
                     parse_head_with(&head, keep),
@@ -898,6 +976,49 @@ mod tests {
                     String::from_utf8_lossy(&head)
                 );
             }
+        }
+    }
+
+    #[test]
+    fn without_detail_only_metric_fields_are_filled() {
+        let req = b"POST /api?x=1 HTTP/1.1\r\nHost: h\r\nUser-Agent: u\r\nX-Forwarded-For: 1.2.3.4\r\nX-AppScope: t\r\nContent-Length: 3\r\n\r\n";
+        let resp = b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\n";
+        let lean = |h: &[u8]| scan_head(h, false, true, false).unwrap();
+        let (end, parsed) = lean(req);
+        assert_eq!(end, req.len());
+        assert_eq!(
+            parsed,
+            Some((
+                Message::Request(Request {
+                    target: "/api?x=1".into(),
+                    content_length: Some(3),
+                    headers: vec!["X-AppScope: t".into()],
+                    ..Request::default()
+                }),
+                BodyLen::Known(3)
+            ))
+        );
+        let (_, parsed) = lean(resp);
+        assert_eq!(
+            parsed,
+            Some((
+                Message::Response(Response {
+                    status: 404,
+                    content_length: Some(9),
+                    ..Response::default()
+                }),
+                BodyLen::Known(9)
+            ))
+        );
+        // With detail, the same heads carry every field.
+        match scan_head(req, false, true, true).unwrap().1 {
+            Some((Message::Request(r), _)) => {
+                assert_eq!((r.method.as_str(), r.flavor.as_str()), ("POST", "1.1"));
+                assert_eq!(r.host.as_deref(), Some("h"));
+                assert_eq!(r.user_agent.as_deref(), Some("u"));
+                assert_eq!(r.x_forwarded_for.as_deref(), Some("1.2.3.4"));
+            }
+            other => panic!("{other:?}"),
         }
     }
 }
