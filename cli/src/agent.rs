@@ -76,13 +76,7 @@ pub fn agent(a: AgentArgs, json: bool) -> Result<i32> {
         max_bytes: a.max_bytes,
         max_age: a.max_age,
     };
-    let mut sources = Sources::local_defaults();
-    sources
-        .history_dirs
-        .push(crate::scope_home().join("history"));
-    sources.history_dirs.sort();
-    sources.history_dirs.dedup();
-    sources.snapshot_dirs.extend(a.watch.iter().cloned());
+    let sources = collector_sources(&a);
     let mut collector = Collector::local(store.clone(), retention, sources);
     if a.once {
         let s = collector.scan_once();
@@ -160,4 +154,24 @@ async fn shutdown_signal() {
         _ = async { if let Some(t) = term.as_mut() { t.recv().await; } else { std::future::pending::<()>().await } } => {}
         _ = async { if let Some(i) = int.as_mut() { i.recv().await; } else { std::future::pending::<()>().await } } => {}
     }
+}
+
+/// Where the local collector looks: with `--only-watch` just the `--watch` dirs; else
+/// also `/tmp/appscope`, the `scope run` history dirs and every live scoped process's dir.
+fn collector_sources(a: &AgentArgs) -> Sources {
+    if a.only_watch {
+        return Sources {
+            snapshot_dirs: a.watch.clone(),
+            history_dirs: Vec::new(),
+            scan_processes: false,
+        };
+    }
+    let mut sources = Sources::local_defaults();
+    sources
+        .history_dirs
+        .push(crate::scope_home().join("history"));
+    sources.history_dirs.sort();
+    sources.history_dirs.dedup();
+    sources.snapshot_dirs.extend(a.watch.iter().cloned());
+    sources
 }

@@ -103,9 +103,10 @@ fn sigkill_at_random_points_loses_and_duplicates_nothing() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        // An agent (debug build) needs ~50-150 ms to start on a loaded machine: kill
-        // between 5 and 250 ms so that some die starting and most mid-work.
-        std::thread::sleep(Duration::from_millis(5 + rng.next() % 245));
+        // An agent (debug build) starts in a few ms on an idle machine and in up to
+        // ~150 ms on a loaded one, then stores a bundle every few ms: kill between 2 and
+        // 80 ms so that some die starting and most mid-work (each kill is printed).
+        std::thread::sleep(Duration::from_millis(2 + rng.next() % 78));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         kills += 1;
@@ -355,4 +356,31 @@ fn unsafe_free_sigterm(pid: i32) {
         .args(["-TERM", &pid.to_string()])
         .status()
         .unwrap();
+}
+
+#[test]
+fn only_watch_leaves_every_other_crash_dir_alone() {
+    let s = Scope::new();
+    let watch = s.home.path().join("watch");
+    std::fs::create_dir_all(&watch).unwrap();
+    let store = s.home.path().join("store");
+    // A bundle of a `scope run` of this scope home: not a --watch dir.
+    let run_crash = s.home.path().join("history/demo_1_42_1795000000/crash");
+    make_bundle(&run_crash, 42, "1795000000.000000042", 10);
+    let out = s.json(&[
+        "agent",
+        "--local",
+        "--once",
+        "--store",
+        store.to_str().unwrap(),
+        "--watch",
+        watch.to_str().unwrap(),
+        "--only-watch",
+    ]);
+    assert_eq!(out["stored"].as_array().unwrap().len(), 0, "{out}");
+    assert_eq!(out["scoped_processes"], 0, "no process scan: {out}");
+    assert!(
+        run_crash.join("42/done_1795000000.000000042").exists(),
+        "the history bundle is left where it is"
+    );
 }
