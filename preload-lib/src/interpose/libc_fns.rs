@@ -18,12 +18,10 @@ use libc::{
     socklen_t, ssize_t,
 };
 
+use super::bufs::{iov_bufs, one_buf};
 use super::guard::Guard;
 use super::real::{Real, errno, set_errno};
 use super::record::{self, Dir};
-
-/// Receiver of a transfer's bytes.
-type Sink<'a> = dyn FnMut(&[u8]) + 'a;
 
 /// Run `f` with the guard held, swallowing panics.
 #[inline]
@@ -39,39 +37,6 @@ unsafe fn path_str(p: *const c_char) -> String {
     }
     // SAFETY: caller passes the application's NUL-terminated path.
     unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
-}
-
-/// Provider of the bytes of a plain buffer.
-fn one_buf(p: *const c_void, n: isize) -> impl Fn(&mut Sink<'_>) {
-    move |f: &mut Sink<'_>| {
-        if !p.is_null() && n > 0 {
-            // SAFETY: the real call just read/wrote `n` bytes at `p`.
-            f(unsafe { std::slice::from_raw_parts(p.cast::<u8>(), n as usize) })
-        }
-    }
-}
-
-/// Provider of the bytes of an iovec array, limited to `n` bytes in total.
-fn iov_bufs(iov: *const iovec, cnt: c_int, n: isize) -> impl Fn(&mut Sink<'_>) {
-    move |f: &mut Sink<'_>| {
-        if iov.is_null() || n <= 0 {
-            return;
-        }
-        let mut left = n as usize;
-        for i in 0..cnt.max(0) as usize {
-            if left == 0 {
-                break;
-            }
-            // SAFETY: the application passed `cnt` iovecs.
-            let v = unsafe { &*iov.add(i) };
-            let take = v.iov_len.min(left);
-            if !v.iov_base.is_null() && take > 0 {
-                // SAFETY: the real call transferred these bytes.
-                f(unsafe { std::slice::from_raw_parts(v.iov_base.cast::<u8>(), take) });
-            }
-            left -= take;
-        }
-    }
 }
 
 macro_rules! interpose {
@@ -288,6 +253,56 @@ interpose! {
     fallback = libc::syscall(libc::SYS_writev, fd, iov, cnt) as ssize_t;
     before = |p| t0(fd);
     after = |r| record::data_ticks(fd, Dir::Write, r, &iov_bufs(iov, cnt, r), p, "writev");
+}
+// Positional vectored I/O, counted like readv/writev. The raw-syscall fallback passes the
+// offset as low/high halves; on 64-bit the low half holds all of it.
+interpose! {
+    fn preadv(fd: c_int, iov: *const iovec, cnt: c_int, off: off_t) -> ssize_t;
+    fallback = libc::syscall(libc::SYS_preadv, fd, iov, cnt, off, 0) as ssize_t;
+    before = |p| t0(fd);
+    after = |r| record::data_ticks(fd, Dir::Read, r, &iov_bufs(iov, cnt, r), p, "preadv");
+}
+interpose! {
+    fn preadv64(fd: c_int, iov: *const iovec, cnt: c_int, off: off_t) -> ssize_t;
+    fallback = libc::syscall(libc::SYS_preadv, fd, iov, cnt, off, 0) as ssize_t;
+    before = |p| t0(fd);
+    after = |r| record::data_ticks(fd, Dir::Read, r, &iov_bufs(iov, cnt, r), p, "preadv64");
+}
+interpose! {
+    fn pwritev(fd: c_int, iov: *const iovec, cnt: c_int, off: off_t) -> ssize_t;
+    fallback = libc::syscall(libc::SYS_pwritev, fd, iov, cnt, off, 0) as ssize_t;
+    before = |p| t0(fd);
+    after = |r| record::data_ticks(fd, Dir::Write, r, &iov_bufs(iov, cnt, r), p, "pwritev");
+}
+interpose! {
+    fn pwritev64(fd: c_int, iov: *const iovec, cnt: c_int, off: off_t) -> ssize_t;
+    fallback = libc::syscall(libc::SYS_pwritev, fd, iov, cnt, off, 0) as ssize_t;
+    before = |p| t0(fd);
+    after = |r| record::data_ticks(fd, Dir::Write, r, &iov_bufs(iov, cnt, r), p, "pwritev64");
+}
+interpose! {
+    fn preadv2(fd: c_int, iov: *const iovec, cnt: c_int, off: off_t, flags: c_int) -> ssize_t;
+    fallback = libc::syscall(libc::SYS_preadv2, fd, iov, cnt, off, 0, flags) as ssize_t;
+    before = |p| t0(fd);
+    after = |r| record::data_ticks(fd, Dir::Read, r, &iov_bufs(iov, cnt, r), p, "preadv2");
+}
+interpose! {
+    fn preadv64v2(fd: c_int, iov: *const iovec, cnt: c_int, off: off_t, flags: c_int) -> ssize_t;
+    fallback = libc::syscall(libc::SYS_preadv2, fd, iov, cnt, off, 0, flags) as ssize_t;
+    before = |p| t0(fd);
+    after = |r| record::data_ticks(fd, Dir::Read, r, &iov_bufs(iov, cnt, r), p, "preadv64v2");
+}
+interpose! {
+    fn pwritev2(fd: c_int, iov: *const iovec, cnt: c_int, off: off_t, flags: c_int) -> ssize_t;
+    fallback = libc::syscall(libc::SYS_pwritev2, fd, iov, cnt, off, 0, flags) as ssize_t;
+    before = |p| t0(fd);
+    after = |r| record::data_ticks(fd, Dir::Write, r, &iov_bufs(iov, cnt, r), p, "pwritev2");
+}
+interpose! {
+    fn pwritev64v2(fd: c_int, iov: *const iovec, cnt: c_int, off: off_t, flags: c_int) -> ssize_t;
+    fallback = libc::syscall(libc::SYS_pwritev2, fd, iov, cnt, off, 0, flags) as ssize_t;
+    before = |p| t0(fd);
+    after = |r| record::data_ticks(fd, Dir::Write, r, &iov_bufs(iov, cnt, r), p, "pwritev64v2");
 }
 interpose! {
     fn fwrite(ptr: *const c_void, size: size_t, nmemb: size_t, stream: *mut FILE) -> size_t;

@@ -4,10 +4,12 @@
 //! - [`real`]: lazy `dlsym(RTLD_NEXT)` resolution of the real functions.
 //! - [`fdtable`]: the per-fd state table.
 //! - [`record`]: what is recorded after each call (metrics, events, HTTP/DNS detection).
-//! - `libc_fns`: the exported wrappers themselves.
-//! - [`vectored`]: `preadv`/`pwritev` and their `64`/`v2` variants.
+//! - `libc_fns`: the exported wrappers themselves (including `preadv`/`pwritev` and
+//!   their `64`/`v2` variants).
+//! - `bufs`: the byte providers the wrappers hand to `record`.
 //! - [`stdio`]: the printf family and the single-character stdio writers.
 
+mod bufs;
 pub mod fdtable;
 pub mod guard;
 #[cfg(not(test))]
@@ -15,7 +17,6 @@ mod libc_fns;
 pub mod real;
 pub mod record;
 pub mod stdio;
-pub mod vectored;
 
 /// Called once by the runtime after the config is loaded: resolves nothing eagerly (the
 /// wrappers resolve on first use) but classifies the standard descriptors so console
