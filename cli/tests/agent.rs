@@ -55,6 +55,23 @@ fn report_dirs(store: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// `scope [-j] agent --local --once --store STORE --watch WATCH --only-watch EXTRA...`:
+/// one collector pass over the test's own watch dir only.
+fn once_args<'a>(store: &'a str, watch: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec![
+        "agent",
+        "--local",
+        "--once",
+        "--store",
+        store,
+        "--watch",
+        watch,
+        "--only-watch",
+    ];
+    a.extend_from_slice(extra);
+    a
+}
+
 #[test]
 fn sigkill_at_random_points_loses_and_duplicates_nothing() {
     let s = Scope::new();
@@ -129,16 +146,11 @@ fn sigkill_at_random_points_loses_and_duplicates_nothing() {
         "no agent stored anything before being killed ({kills} kills)"
     );
     // A last clean pass finishes whatever the kills interrupted.
-    let out = s.run(&[
-        "agent",
-        "--local",
-        "--once",
-        "--store",
+    let out = s.run(&once_args(
         store.to_str().unwrap(),
-        "--watch",
         watch.to_str().unwrap(),
-        "--only-watch",
-    ]);
+        &[],
+    ));
     assert!(out.status.success(), "{}", text(&out.stderr));
     eprintln!("{kills} SIGKILLs");
     assert!(
@@ -199,18 +211,7 @@ fn retention_by_count_and_bytes() {
     }
     let st = store.to_str().unwrap();
     let w = watch.to_str().unwrap();
-    let out = s.json(&[
-        "agent",
-        "--local",
-        "--once",
-        "--store",
-        st,
-        "--watch",
-        w,
-        "--only-watch",
-        "--max-reports",
-        "4",
-    ]);
+    let out = s.json(&once_args(st, w, &["--max-reports", "4"]));
     assert_eq!(out["stored"].as_array().unwrap().len(), 6);
     assert_eq!(out["removed_by_retention"].as_array().unwrap().len(), 2);
     let list = s.json(&["crashes", "--store", st]);
@@ -231,35 +232,13 @@ fn retention_by_count_and_bytes() {
         .map(|r| r["bytes"].as_u64().unwrap())
         .sum();
     let limit = newest_two.to_string();
-    let out = s.json(&[
-        "agent",
-        "--local",
-        "--once",
-        "--store",
-        st,
-        "--watch",
-        w,
-        "--only-watch",
-        "--max-bytes",
-        &limit,
-    ]);
+    let out = s.json(&once_args(st, w, &["--max-bytes", &limit]));
     assert_eq!(
         out["removed_by_retention"].as_array().unwrap().len(),
         2,
         "{out}"
     );
-    let out = s.json(&[
-        "agent",
-        "--local",
-        "--once",
-        "--store",
-        st,
-        "--watch",
-        w,
-        "--only-watch",
-        "--max-age",
-        "1d",
-    ]);
+    let out = s.json(&once_args(st, w, &["--max-age", "1d"]));
     assert_eq!(
         out["removed_by_retention"].as_array().unwrap().len(),
         2,
@@ -367,16 +346,11 @@ fn only_watch_leaves_every_other_crash_dir_alone() {
     // A bundle of a `scope run` of this scope home: not a --watch dir.
     let run_crash = s.home.path().join("history/demo_1_42_1795000000/crash");
     make_bundle(&run_crash, 42, "1795000000.000000042", 10);
-    let out = s.json(&[
-        "agent",
-        "--local",
-        "--once",
-        "--store",
+    let out = s.json(&once_args(
         store.to_str().unwrap(),
-        "--watch",
         watch.to_str().unwrap(),
-        "--only-watch",
-    ]);
+        &[],
+    ));
     assert_eq!(out["stored"].as_array().unwrap().len(), 0, "{out}");
     assert_eq!(out["scoped_processes"], 0, "no process scan: {out}");
     assert!(
