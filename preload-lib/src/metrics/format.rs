@@ -146,7 +146,7 @@ fn fmt_num(v: f64, out: &mut String) {
 
 /// Sanitise a StatsD tag value: `,`, `|`, `#`, `:` and control characters would break
 /// the line, so they become `_`.
-fn statsd_clean(s: &str, out: &mut String) {
+pub(crate) fn statsd_clean(s: &str, out: &mut String) {
     for c in s.chars() {
         out.push(if matches!(c, ',' | '|' | '#' | ':') || c.is_control() {
             '_'
@@ -154,6 +154,27 @@ fn statsd_clean(s: &str, out: &mut String) {
             c
         });
     }
+}
+
+/// Append one StatsD tag (`|#name:value` first, `,name:value` after) unless the line
+/// would then exceed `max` bytes with its newline: such a tag is dropped. `name` is
+/// cleaned; `value` writes the value (cleaned by the caller where it is free text).
+pub(crate) fn push_statsd_tag(
+    line: &mut String,
+    first: &mut bool,
+    max: usize,
+    name: &str,
+    value: impl FnOnce(&mut String),
+) {
+    let mut piece = String::from(if *first { "|#" } else { "," });
+    statsd_clean(name, &mut piece);
+    piece.push(':');
+    value(&mut piece);
+    if line.len() + piece.len() + 1 > max {
+        return;
+    }
+    line.push_str(&piece);
+    *first = false;
 }
 
 /// Format `m` as one line (with trailing newline) in the configured format.
@@ -192,21 +213,12 @@ pub fn format_statsd(m: &Metric<'_>, set: &FormatSettings, p: &ProcTags<'_>) -> 
         if tag_level(t.name) > set.verbosity {
             continue;
         }
-        let mut piece = String::new();
-        piece.push_str(if first { "|#" } else { "," });
-        piece.push_str(t.name);
-        piece.push(':');
-        match t.val {
-            Val::Str(s) => statsd_clean(s, &mut piece),
+        push_statsd_tag(&mut line, &mut first, max, t.name, |piece| match t.val {
+            Val::Str(s) => statsd_clean(s, piece),
             Val::Int(i) => {
                 let _ = write!(piece, "{i}");
             }
-        }
-        if line.len() + piece.len() + 1 > max {
-            continue;
-        }
-        line.push_str(&piece);
-        first = false;
+        });
     }
     line.push('\n');
     line

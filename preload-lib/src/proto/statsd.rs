@@ -14,7 +14,9 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::metrics::format::{Format, FormatSettings, ProcTags, tag_level};
+use crate::metrics::format::{
+    Format, FormatSettings, ProcTags, push_statsd_tag, statsd_clean, tag_level,
+};
 
 /// Captured lines kept per period beyond which new ones are dropped (and counted).
 pub const MAX_QUEUED: usize = 1024;
@@ -119,16 +121,6 @@ pub fn parse_datagram(buf: &[u8]) -> Vec<Captured> {
     text.split('\n').filter_map(parse_line).collect()
 }
 
-fn clean(s: &str, out: &mut String) {
-    for c in s.chars() {
-        out.push(if matches!(c, ',' | '|' | '#' | ':') || c.is_control() {
-            '_'
-        } else {
-            c
-        });
-    }
-}
-
 /// One captured measurement as a metric line of the library's format, with the process
 /// tags (`proc`, `pid`, `host`, from verbosity 4 as for the library's own metrics) after
 /// the application's dimensions. StatsD lines respect `statsd_maxlen` by dropping tags.
@@ -140,7 +132,7 @@ pub fn format(c: &Captured, set: &FormatSettings, p: &ProcTags<'_>, time: f64) -
         Format::Statsd => {
             let mut line = String::with_capacity(64 + c.name.len());
             line.push_str(&set.statsd_prefix);
-            clean(&c.name, &mut line);
+            statsd_clean(&c.name, &mut line);
             line.push(':');
             line.push_str(&c.value);
             line.push('|');
@@ -154,15 +146,9 @@ pub fn format(c: &Captured, set: &FormatSettings, p: &ProcTags<'_>, time: f64) -
             let dims = c.dims.iter().map(|(k, v)| (k.as_str(), v.as_str()));
             let procs = proc_tags.iter().copied().filter(|_| proc_on);
             for (k, v) in dims.chain(procs) {
-                let mut piece = String::from(if first { "|#" } else { "," });
-                clean(k, &mut piece);
-                piece.push(':');
-                clean(v, &mut piece);
-                if line.len() + piece.len() + 1 > max {
-                    continue;
-                }
-                line.push_str(&piece);
-                first = false;
+                push_statsd_tag(&mut line, &mut first, max, k, |piece| {
+                    statsd_clean(v, piece)
+                });
             }
             line.push('\n');
             line
