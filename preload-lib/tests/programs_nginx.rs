@@ -5,6 +5,7 @@
 mod common;
 
 use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -36,6 +37,11 @@ http {{
 "#,
         p = prefix.display()
     )
+}
+
+fn is_root() -> bool {
+    // SAFETY: trivial syscall.
+    unsafe { libc::geteuid() == 0 }
 }
 
 fn get(port: u16, path: &str) -> String {
@@ -70,6 +76,14 @@ fn serve(env: &Env, scoped: bool) -> (Vec<String>, Option<i32>, u32) {
     let port = closed_port();
     std::fs::write(prefix.join("nginx.conf"), conf(&prefix, port)).unwrap();
     let mut c = if scoped {
+        // As root, nginx's workers run as `nobody`: let them reach the test directory,
+        // and let the library create the status and command directories itself, as in
+        // a fresh emptyDir.
+        if is_root() {
+            std::fs::set_permissions(env.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        std::fs::remove_dir(env.status_dir()).unwrap();
+        std::fs::remove_dir(env.cmd_dir()).unwrap();
         let mut c = env.scoped("/usr/sbin/nginx");
         c.env("SCOPE_EVENT_ENABLE", "true")
             .env(
@@ -114,6 +128,20 @@ fn serve(env: &Env, scoped: bool) -> (Vec<String>, Option<i32>, u32) {
             }
             assert!(Instant::now() < end, "worker status files: {workers:?}");
             std::thread::sleep(Duration::from_millis(100));
+        }
+        let mode = std::fs::metadata(env.status_dir())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o777, "status dir mode {mode:o}");
+        // Every status keeps being replaced, also by workers that dropped root after
+        // their first write.
+        let before = env.statuses();
+        for (pid, s) in before {
+            let first = s["updated"].clone();
+            env.wait_status(pid, "a newer status", Duration::from_secs(10), |s| {
+                s["updated"] != first
+            });
         }
     }
     // SAFETY: signalling our own child.

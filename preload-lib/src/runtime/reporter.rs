@@ -189,6 +189,14 @@ fn period_of(cfg: &Config) -> Duration {
 /// Creates the command and status directories the config names (`mkdir -p`, as the
 /// process's own user), so a fresh emptyDir or a new `scope run` directory works without
 /// anyone preparing it. Failures are logged, never fatal.
+///
+/// The directory itself is made world-writable (0777, like the emptyDir it usually
+/// lives in): the processes of one tree may not share a user. nginx, Apache or
+/// PostgreSQL start as root and fork workers that switch to an unprivileged user; a
+/// worker must still replace its status file (which it may have first written as root,
+/// before the switch, hence no sticky bit) and take its command file. Command files stay
+/// safe in a shared directory: one owned by neither root nor the process's user is
+/// refused. Missing parents are created 0755.
 fn ensure_dirs(cfg: &Config) {
     let dirs = [
         Some(cfg.libscope.commanddir.as_path()),
@@ -198,12 +206,26 @@ fn ensure_dirs(cfg: &Config) {
         if dir.as_os_str().is_empty() || dir.is_dir() {
             continue;
         }
-        if let Err(e) = std::fs::create_dir_all(dir) {
+        if let Err(e) = create_shared_dir(dir) {
             log(
                 LogLevel::Warning,
                 &format!("cannot create {}: {e}", dir.display()),
             );
         }
+    }
+}
+
+/// `mkdir -p dir`, the last component 0777 whatever the umask.
+fn create_shared_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    match std::fs::DirBuilder::new().mode(0o777).create(dir) {
+        Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)),
+        // Another process of the tree created it first.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
