@@ -325,10 +325,20 @@ pub async fn execute(
     view: &ControllerView<'_>,
     scope_yml: &str,
     expect: &mut Expectations,
+    leader: &(dyn Fn() -> bool + Sync),
 ) -> Result<u64, ApiError> {
     let mut first_err = None;
     let mut n = 0;
+    // Every write is fenced: a pass that outlives the lease stops where it is (the new
+    // holder redoes what is left from its own view).
+    let lost = |n: u64| {
+        tracing::warn!(writes = n, "lease lost during a pass; stopping its writes");
+        Ok(n)
+    };
     for w in &plan.configmaps {
+        if !leader() {
+            return lost(n);
+        }
         let api: Api<ConfigMap> = Api::namespaced(client.clone(), &w.namespace);
         let r = match w.action {
             ConfigMapAction::Create => create_configmap(&api, scope_yml).await,
@@ -347,6 +357,9 @@ pub async fn execute(
         }
     }
     for w in &plan.statuses {
+        if !leader() {
+            return lost(n);
+        }
         let api: Api<ScopeConfig> = Api::namespaced(client.clone(), &w.namespace);
         match kubeapi::apply_config_status(&api, &w.name, &w.status).await {
             Ok(()) => {
@@ -361,6 +374,9 @@ pub async fn execute(
         }
     }
     for (ns, name) in &plan.deletes {
+        if !leader() {
+            return lost(n);
+        }
         let uid = view
             .reports
             .iter()
@@ -388,12 +404,13 @@ pub async fn execute(
     }
 }
 
-/// One pass over the stores (the caller holds the lease).
+/// One pass over the stores, writing only while `leader()` holds.
 pub async fn pass(
     client: &Client,
     cfg: &ControllerConfig,
     stores: &Stores,
     expect: &mut Expectations,
+    leader: &(dyn Fn() -> bool + Sync),
 ) -> Result<u64, ApiError> {
     let pods = stores.pods.state();
     let configs = stores.configs.state();
@@ -419,7 +436,7 @@ pub async fn pass(
     if plan.is_empty() {
         return Ok(0);
     }
-    execute(client, &plan, &view, &cfg.default_config, expect).await
+    execute(client, &plan, &view, &cfg.default_config, expect, leader).await
 }
 
 /// Run until stopped, setting `ready` once the reflectors have synced.
@@ -435,15 +452,84 @@ pub async fn run(
     run_with(client, cfg, progress).await
 }
 
-/// Run until stopped: reflectors, the Lease (renewed every third of its duration), and
-/// passes while leader.
+/// Until when this replica may write: a successful renewal started at `t` holds until
+/// `t + lease_hold(duration)`, well before others may take the lease over (they wait a
+/// full duration from the renew time they read, which is later than `t`).
+pub fn lease_hold(duration: Duration) -> Duration {
+    duration * 2 / 3
+}
+
+/// The lease as the renewal task last saw it.
+#[derive(Default)]
+struct Leadership {
+    until: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Leadership {
+    fn held(&self) -> bool {
+        let until = *self.until.lock().unwrap_or_else(|e| e.into_inner());
+        until.is_some_and(|u| Instant::now() < u)
+    }
+    fn set(&self, until: Option<Instant>) {
+        *self.until.lock().unwrap_or_else(|e| e.into_inner()) = until;
+    }
+}
+
+/// Acquires and renews the Lease every third of its duration, on its own task so that a
+/// long pass never delays a renewal. A failed renewal keeps the lease until its hold
+/// runs out (no flapping on one lost request); another holder ends it at once.
+async fn keep_lease(
+    leases: Api<Lease>,
+    cfg: ControllerConfig,
+    lease: Arc<Leadership>,
+    progress: Arc<Progress>,
+    notify: Arc<Notify>,
+) {
+    let dur = cfg.lease_duration.as_secs().max(3) as i32;
+    let duration = Duration::from_secs(dur as u64);
+    let renew_every = Duration::from_secs((dur / 3).max(1) as u64);
+    loop {
+        let started = Instant::now();
+        let r = kubeapi::acquire_or_renew(
+            &leases,
+            &cfg.lease_name,
+            &cfg.identity,
+            dur,
+            chrono::Utc::now(),
+        )
+        .await;
+        match r {
+            Ok(true) => lease.set(Some(started + lease_hold(duration))),
+            Ok(false) => lease.set(None),
+            Err(e) => tracing::warn!(error = %e, "lease renewal failed"),
+        }
+        let leader = lease.held();
+        if leader != progress.leader.swap(leader, Ordering::Relaxed) {
+            tracing::info!(identity = %cfg.identity, leader, "leadership changed");
+            if leader {
+                notify.notify_one();
+            }
+        }
+        tokio::time::sleep_until(started + renew_every).await;
+    }
+}
+
+/// Run until stopped: reflectors, the Lease (its own task), and passes while leader.
 pub async fn run_with(
     client: Client,
     cfg: ControllerConfig,
     progress: Arc<Progress>,
 ) -> anyhow::Result<()> {
     let notify = Arc::new(Notify::new());
-    let (stores, tasks) = start_reflectors(&client, notify.clone());
+    let (stores, mut tasks) = start_reflectors(&client, notify.clone());
+    let lease = Arc::new(Leadership::default());
+    tasks.push(tokio::spawn(keep_lease(
+        Api::namespaced(client.clone(), &cfg.namespace),
+        cfg.clone(),
+        lease.clone(),
+        progress.clone(),
+        notify.clone(),
+    )));
     struct Abort(Vec<tokio::task::JoinHandle<()>>);
     impl Drop for Abort {
         fn drop(&mut self) {
@@ -454,10 +540,6 @@ pub async fn run_with(
     }
     let _abort = Abort(tasks);
 
-    let leases: Api<Lease> = Api::namespaced(client.clone(), &cfg.namespace);
-    let dur = cfg.lease_duration.as_secs().max(3) as i32;
-    let renew_every = Duration::from_secs((dur / 3).max(1) as u64);
-    let mut next_lease = Instant::now();
     let mut next_resync = Instant::now() + cfg.interval;
     let mut retry_at: Option<Instant> = None;
     let mut backoff = Duration::from_secs(1);
@@ -466,33 +548,10 @@ pub async fn run_with(
     let mut expect = Expectations::default();
     let sync = stores.clone();
     let mut sync_wait = std::pin::pin!(async move { sync.wait_until_ready().await });
+    let leader = || lease.held();
 
     loop {
         let now = Instant::now();
-        if now >= next_lease {
-            let was = progress.leader.load(Ordering::Relaxed);
-            let leader = match kubeapi::acquire_or_renew(
-                &leases,
-                &cfg.lease_name,
-                &cfg.identity,
-                dur,
-                chrono::Utc::now(),
-            )
-            .await
-            {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::warn!(error = %e, "lease");
-                    false
-                }
-            };
-            if leader != was {
-                tracing::info!(identity = %cfg.identity, leader, "leadership changed");
-                dirty |= leader;
-            }
-            progress.leader.store(leader, Ordering::Relaxed);
-            next_lease = Instant::now() + renew_every;
-        }
         if now >= next_resync {
             dirty = true;
             next_resync = now + cfg.interval;
@@ -501,10 +560,10 @@ pub async fn run_with(
             retry_at = None;
             dirty = true;
         }
-        if synced && dirty && retry_at.is_none() && progress.leader.load(Ordering::Relaxed) {
+        if synced && dirty && retry_at.is_none() && leader() {
             dirty = false;
             progress.passes.fetch_add(1, Ordering::Relaxed);
-            match pass(&client, &cfg, &stores, &mut expect).await {
+            match pass(&client, &cfg, &stores, &mut expect, &leader).await {
                 Ok(n) => {
                     progress.writes.fetch_add(n, Ordering::Relaxed);
                     backoff = Duration::from_secs(1);
@@ -516,7 +575,7 @@ pub async fn run_with(
                 }
             }
         }
-        let mut wake = next_lease.min(next_resync);
+        let mut wake = next_resync;
         if let Some(t) = retry_at {
             wake = wake.min(t);
         }

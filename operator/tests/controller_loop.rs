@@ -62,6 +62,9 @@ struct Fake {
     log: Vec<Logged>,
     /// (method, path, status): answer the next such request with this error, once.
     fail: Vec<(&'static str, String, u16)>,
+    /// Answer writes other than the lease's this late (reads and the lease are not held
+    /// up: each slow write is answered from its own task).
+    write_delay: Option<Duration>,
 }
 
 fn kind_of(plural: &str) -> (&'static str, &'static str) {
@@ -382,7 +385,17 @@ fn serve(fake: Arc<Mutex<Fake>>) -> (Client, tokio::task::JoinHandle<()>) {
                 body,
                 at: std::time::Instant::now(),
             };
-            fake.lock().unwrap().handle(log, accept, send);
+            let delay = fake.lock().unwrap().write_delay;
+            match delay {
+                Some(d) if log.is_write() && !log.path.contains("/leases") => {
+                    let fake = fake.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(d).await;
+                        fake.lock().unwrap().handle(log, accept, send);
+                    });
+                }
+                _ => fake.lock().unwrap().handle(log, accept, send),
+            }
         }
     });
     (Client::new(svc, "default"), task)
@@ -933,6 +946,88 @@ async fn a_failed_write_is_retried_after_a_backoff() {
         waited >= Duration::from_millis(900),
         "retried after {waited:?}, before the 1 s backoff"
     );
+    ctl.abort();
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lease_is_renewed_during_a_long_pass_and_losing_it_stops_the_writes() {
+    let fake = Arc::new(Mutex::new(Fake::default()));
+    {
+        let mut f = fake.lock().unwrap();
+        small_scene(&mut f, "ctl-gone", 60);
+        // Seven more namespaces with a scoped pod: eight ConfigMaps to create, each
+        // write answered after 400 ms, so the pass lasts longer than the lease's hold.
+        for i in 0..7 {
+            f.put("pods", pod(&format!("ns-{i}"), "p", "x", true), "ADDED");
+        }
+        f.write_delay = Some(Duration::from_millis(400));
+        f.log.clear();
+    }
+    let (client, server) = serve(fake.clone());
+    let progress = Arc::new(Progress::default());
+    let ctl = tokio::spawn(controller::run_with(client, cfg("ctl-e"), progress.clone()));
+    let lease_puts = |fake: &Arc<Mutex<Fake>>| {
+        fake.lock()
+            .unwrap()
+            .log
+            .iter()
+            .filter(|l| l.method == "PUT" && l.path.ends_with("/leases/appscope-controller"))
+            .map(|l| l.at)
+            .collect::<Vec<_>>()
+    };
+    // The lease is renewed (every 1 s) while the pass's writes are under way.
+    wait_for("four writes", 15, || writes(&fake).len() >= 4).await;
+    let first_write = writes(&fake)[0].at;
+    assert!(
+        lease_puts(&fake)
+            .iter()
+            .filter(|t| **t > first_write)
+            .count()
+            >= 1,
+        "no renewal while the pass ran"
+    );
+    // Another replica takes the lease over (as after a partition).
+    let taken = std::time::Instant::now();
+    {
+        let mut f = fake.lock().unwrap();
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        f.put(
+            "leases",
+            json!({"metadata": {"name": "appscope-controller", "namespace": "appscope-system"},
+                   "spec": {"holderIdentity": "ctl-other", "leaseDurationSeconds": 15,
+                            "acquireTime": now, "renewTime": now, "leaseTransitions": 6}}),
+            "MODIFIED",
+        );
+    }
+    wait_for("leadership lost", 5, || {
+        !progress.leader.load(Ordering::Relaxed)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let log = fake.lock().unwrap().log.clone();
+    let seen = log
+        .iter()
+        .find(|l| {
+            l.at > taken && l.method == "GET" && l.path.ends_with("/leases/appscope-controller")
+        })
+        .expect("lease read after the takeover")
+        .at;
+    let late: Vec<String> = writes(&fake)
+        .iter()
+        .filter(|l| l.at > seen + Duration::from_millis(100))
+        .map(Logged::line)
+        .collect();
+    assert!(
+        late.is_empty(),
+        "written after the lease was lost: {late:?}"
+    );
+    let n = writes(&fake).len();
+    assert!(
+        n < 10,
+        "the pass ran to its end ({n} writes) without the lease"
+    );
+    assert!(lease_puts(&fake).iter().all(|t| *t < seen));
     ctl.abort();
     server.abort();
 }
