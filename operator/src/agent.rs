@@ -229,7 +229,7 @@ pub struct Agent {
     store: Store,
     memory: agentstate::Memory,
     state: StateFile,
-    reported: HashSet<String>,
+    reported: agentstate::Reported,
     /// ScopeSnapshots (by UID) this agent finished; guards against running one twice
     /// when a cycle comes before the watch shows the status it wrote.
     snapshots_done: HashSet<String>,
@@ -253,9 +253,9 @@ impl Agent {
     ) -> Result<Agent, node_agent::Error> {
         let store = Store::open(&cfg.store)?;
         let mut state = StateFile::new(cfg.state_file.clone(), &cfg.node);
-        let memory = state.load();
-        if !memory.is_empty() {
-            tracing::info!(processes = memory.len(), file = %state.path.display(), "loaded agent state");
+        let (memory, reported) = state.load();
+        if !memory.is_empty() || !reported.is_empty() {
+            tracing::info!(processes = memory.len(), crash_reports = reported.len(), file = %state.path.display(), "loaded agent state");
         }
         Ok(Agent {
             cfg,
@@ -264,7 +264,7 @@ impl Agent {
             store,
             memory,
             state,
-            reported: HashSet::new(),
+            reported,
             snapshots_done: HashSet::new(),
             metrics: ClusterMetrics::default(),
             core_metrics: node_agent::api::AgentMetrics::default(),
@@ -433,7 +433,7 @@ impl Agent {
             }
         }
         agentstate::prune(&mut self.memory, &seen);
-        if let Err(e) = self.state.save(&self.memory) {
+        if let Err(e) = self.state.save(&self.memory, &self.reported) {
             tracing::warn!(error = %e, "could not save agent state");
         }
         *self
@@ -533,6 +533,11 @@ impl Agent {
         match kubeapi::create_crash_report(&api, &obj).await {
             Ok(_) => {
                 self.reported.insert(name.clone());
+                // Remembered at once, not at the end of the cycle: a restart in between
+                // would send it again.
+                if let Err(e) = self.state.save(&self.memory, &self.reported) {
+                    tracing::warn!(error = %e, "could not save agent state");
+                }
             }
             Err(e) => {
                 tracing::warn!(report = %name, error = %e, "could not create ScopeCrashReport (will retry)");
@@ -549,15 +554,23 @@ impl Agent {
     }
 
     /// Reports of this node in the store whose CR was not created yet (agent restarts).
+    /// Reports created before a restart are known from the state file and not sent again;
+    /// names of reports no longer in the store are forgotten.
     pub async fn publish_pending(&mut self) {
         let node = self.cfg.node.clone();
-        for r in self
+        let mine: Vec<StoredReport> = self
             .store
             .list()
             .into_iter()
             .filter(|r| r.report.node == node)
-        {
-            self.publish_report(&r, None).await;
+            .collect();
+        let names: HashSet<String> = mine
+            .iter()
+            .map(|r| crash_report_object(r).name_any())
+            .collect();
+        self.reported.retain(|n| names.contains(n));
+        for r in &mine {
+            self.publish_report(r, None).await;
         }
     }
 

@@ -1,7 +1,8 @@
 //! The agent's memory of what it did to each process ([`ProcMemory`]: the overlay keys it
-//! set, so it can revert them; the command it is waiting to see confirmed), persisted in
-//! a small JSON state file so an agent restart neither forgets keys to revert nor
-//! re-sends a pending command.
+//! set, so it can revert them; the command it is waiting to see confirmed) and of the
+//! ScopeCrashReports it created, persisted in a small JSON state file so an agent restart
+//! neither forgets keys to revert, nor re-sends a pending command, nor re-creates every
+//! stored report (one API request each) to learn that it exists.
 //!
 //! Entries are keyed by pod UID, container, namespaced pid and the process start time from
 //! its status file, so a recycled pid never inherits another process's state. The file
@@ -9,7 +10,7 @@
 //! when its content changed. Default path: `<store>/.agent/<node>.json` (the store is the
 //! crash-report volume, so the file survives the agent pod; one file per node).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -34,6 +35,9 @@ pub struct ProcKey {
 
 /// Memory of all processes this agent handles.
 pub type Memory = HashMap<ProcKey, ProcMemory>;
+
+/// Names of the ScopeCrashReports this agent created (for reports still in the store).
+pub type Reported = BTreeSet<String>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -63,6 +67,9 @@ struct FileFormat {
     version: u32,
     node: String,
     processes: Vec<Entry>,
+    /// Absent in files written before it existed.
+    #[serde(default, rename = "reportedCrashReports")]
+    reported: Reported,
 }
 
 /// Default state file of `node` under the store: `<store>/.agent/<node>.json`.
@@ -83,7 +90,7 @@ pub fn default_path(store: &Path, node: &str) -> PathBuf {
 }
 
 /// Serialise (pure): entries with nothing to remember are left out, order is stable.
-pub fn encode(node: &str, mem: &Memory) -> Vec<u8> {
+pub fn encode(node: &str, mem: &Memory, reported: &Reported) -> Vec<u8> {
     let sorted: BTreeMap<&ProcKey, &ProcMemory> = mem
         .iter()
         .filter(|(_, m)| **m != ProcMemory::default())
@@ -98,6 +105,7 @@ pub fn encode(node: &str, mem: &Memory) -> Vec<u8> {
                 memory: m.clone(),
             })
             .collect(),
+        reported: reported.clone(),
     };
     let mut out = serde_json::to_vec_pretty(&f).unwrap_or_default();
     out.push(b'\n');
@@ -105,7 +113,7 @@ pub fn encode(node: &str, mem: &Memory) -> Vec<u8> {
 }
 
 /// Parse (pure).
-pub fn decode(path: &Path, data: &[u8]) -> Result<Memory, StateError> {
+pub fn decode(path: &Path, data: &[u8]) -> Result<(Memory, Reported), StateError> {
     let f: FileFormat = serde_json::from_slice(data).map_err(|source| StateError::Json {
         path: path.into(),
         source,
@@ -116,7 +124,10 @@ pub fn decode(path: &Path, data: &[u8]) -> Result<Memory, StateError> {
             found: f.version,
         });
     }
-    Ok(f.processes.into_iter().map(|e| (e.key, e.memory)).collect())
+    Ok((
+        f.processes.into_iter().map(|e| (e.key, e.memory)).collect(),
+        f.reported,
+    ))
 }
 
 /// Drop the entries of processes not in `live` (pure); returns how many went.
@@ -127,10 +138,10 @@ pub fn prune(mem: &mut Memory, live: &HashSet<ProcKey>) -> usize {
 }
 
 /// Read the state file; a missing file is an empty memory.
-pub fn load(path: &Path) -> Result<Memory, StateError> {
+pub fn load(path: &Path) -> Result<(Memory, Reported), StateError> {
     match std::fs::read(path) {
         Ok(data) => decode(path, &data),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Memory::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Default::default()),
         Err(source) => Err(StateError::Io {
             path: path.into(),
             source,
@@ -184,22 +195,22 @@ impl StateFile {
 
     /// Load; an unreadable file is logged and treated as empty (the agent then only
     /// forgets what to revert, as before persistence existed).
-    pub fn load(&mut self) -> Memory {
+    pub fn load(&mut self) -> (Memory, Reported) {
         match load(&self.path) {
-            Ok(m) => {
-                self.last = Some(encode(&self.node, &m));
-                m
+            Ok((m, r)) => {
+                self.last = Some(encode(&self.node, &m, &r));
+                (m, r)
             }
             Err(e) => {
                 tracing::warn!(error = %e, "could not load agent state; starting empty");
-                Memory::new()
+                Default::default()
             }
         }
     }
 
     /// Save when the content changed; returns whether it wrote.
-    pub fn save(&mut self, mem: &Memory) -> Result<bool, StateError> {
-        let data = encode(&self.node, mem);
+    pub fn save(&mut self, mem: &Memory, reported: &Reported) -> Result<bool, StateError> {
+        let data = encode(&self.node, mem, reported);
         if self.last.as_deref() == Some(data.as_slice()) {
             return Ok(false);
         }
@@ -243,13 +254,13 @@ mod tests {
             },
         );
         m.insert(key("u2", 7, "2026-11-26T08:00:01Z"), ProcMemory::default());
-        let data = encode("node-1", &m);
+        let data = encode("node-1", &m, &Reported::new());
         let v: serde_json::Value = serde_json::from_slice(&data).unwrap();
         assert_eq!(v["version"], 1);
         assert_eq!(v["node"], "node-1");
         assert_eq!(v["processes"][0]["podUid"], "u1");
         assert_eq!(v["processes"][0]["started"], "2026-11-26T08:00:00Z");
-        let back = decode(Path::new("x"), &data).unwrap();
+        let (back, _) = decode(Path::new("x"), &data).unwrap();
         assert_eq!(back.len(), 1, "the empty entry is not stored");
         assert_eq!(back[&key("u1", 1, "2026-11-26T08:00:00Z")].attempts, 2);
         assert_eq!(
@@ -257,15 +268,15 @@ mod tests {
             m[&key("u1", 1, "2026-11-26T08:00:00Z")]
         );
         // Stable bytes for the same content, whatever the map order.
-        assert_eq!(encode("node-1", &back), data);
+        assert_eq!(encode("node-1", &back, &Reported::new()), data);
     }
 
     #[test]
     fn recycled_pid_does_not_inherit_state() {
         let mut m = Memory::new();
         m.insert(key("u1", 1, "2026-11-26T08:00:00Z"), managed(&["SCOPE_A"]));
-        let data = encode("n", &m);
-        let back = decode(Path::new("x"), &data).unwrap();
+        let data = encode("n", &m, &Reported::new());
+        let (back, _) = decode(Path::new("x"), &data).unwrap();
         assert!(
             !back.contains_key(&key("u1", 1, "2026-11-26T09:00:00Z")),
             "same pid, other start time"
@@ -286,10 +297,17 @@ mod tests {
     }
 
     #[test]
+    fn files_without_reported_reports_still_load() {
+        let data = br#"{"version": 1, "node": "n", "processes": []}"#;
+        let (m, r) = decode(Path::new("x"), data).unwrap();
+        assert!(m.is_empty() && r.is_empty());
+    }
+
+    #[test]
     fn bad_files_are_errors_and_missing_is_empty() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("n.json");
-        assert!(load(&p).unwrap().is_empty());
+        assert!(load(&p).unwrap().0.is_empty());
         std::fs::write(&p, b"{not json").unwrap();
         assert!(matches!(load(&p), Err(StateError::Json { .. })));
         std::fs::write(&p, br#"{"version": 9, "node": "n", "processes": []}"#).unwrap();
@@ -299,7 +317,7 @@ mod tests {
         ));
         // The wrapper starts empty on a bad file instead of failing the agent.
         let mut sf = StateFile::new(p, "n");
-        assert!(sf.load().is_empty());
+        assert!(sf.load().0.is_empty());
     }
 
     #[test]
@@ -308,13 +326,16 @@ mod tests {
         let p = default_path(dir.path(), "node-1");
         assert_eq!(p, dir.path().join(".agent/node-1.json"));
         let mut sf = StateFile::new(p.clone(), "node-1");
-        assert!(sf.load().is_empty());
+        assert!(sf.load().0.is_empty());
         let mut m = Memory::new();
+        let mut r = Reported::new();
         m.insert(key("u1", 1, "t1"), managed(&["SCOPE_A"]));
-        assert!(sf.save(&m).unwrap(), "first save writes");
-        assert!(!sf.save(&m).unwrap(), "same content is not rewritten");
+        assert!(sf.save(&m, &r).unwrap(), "first save writes");
+        assert!(!sf.save(&m, &r).unwrap(), "same content is not rewritten");
         m.insert(key("u1", 2, "t2"), managed(&["SCOPE_B"]));
-        assert!(sf.save(&m).unwrap());
+        assert!(sf.save(&m, &r).unwrap());
+        r.insert("crash-web-1-7-20261126t080000z".into());
+        assert!(sf.save(&m, &r).unwrap(), "a created report is remembered");
         // No temp files left next to it.
         let names: Vec<String> = std::fs::read_dir(p.parent().unwrap())
             .unwrap()
@@ -324,14 +345,15 @@ mod tests {
         assert_eq!(names, vec!["node-1.json".to_string()]);
         // A new agent (restart) loads the same memory and does not rewrite it.
         let mut sf2 = StateFile::new(p.clone(), "node-1");
-        let loaded = sf2.load();
+        let (loaded, reported) = sf2.load();
         assert_eq!(loaded, m);
-        assert!(!sf2.save(&loaded).unwrap());
+        assert_eq!(reported, r);
+        assert!(!sf2.save(&loaded, &reported).unwrap());
         // Pruning everything writes an empty list, not nothing.
         let mut gone = loaded;
         prune(&mut gone, &HashSet::new());
-        assert!(sf2.save(&gone).unwrap());
-        assert!(load(&p).unwrap().is_empty());
+        assert!(sf2.save(&gone, &Reported::new()).unwrap());
+        assert!(load(&p).unwrap().0.is_empty());
     }
 
     #[test]
