@@ -1,0 +1,289 @@
+//! An event's `data` without a `serde_json::Map`: borrowed keys and values on the stack,
+//! sorted and written straight into the envelope when the event is sent. The bytes are
+//! those of the same data built as a `Map` (keys in sorted order, values as `serde_json`
+//! writes them), which the tests check.
+
+use std::net::IpAddr;
+
+use serde_json::Value;
+
+use super::{put, put_str, put_u64};
+
+/// One field's value.
+#[derive(Debug, Clone, Copy)]
+pub enum FVal<'a> {
+    Str(&'a str),
+    U64(u64),
+    I64(i64),
+    /// Written as `serde_json` writes an `f64` (`null` when not finite).
+    F64(f64),
+    /// An address, as a string (`IpAddr`'s `Display`).
+    Ip(IpAddr),
+}
+
+impl<'a> From<&'a str> for FVal<'a> {
+    fn from(s: &'a str) -> Self {
+        FVal::Str(s)
+    }
+}
+impl<'a> From<&'a String> for FVal<'a> {
+    fn from(s: &'a String) -> Self {
+        FVal::Str(s)
+    }
+}
+macro_rules! from_uint {
+    ($($t:ty),*) => {$(
+        impl From<$t> for FVal<'_> {
+            fn from(v: $t) -> Self {
+                FVal::U64(u64::from(v))
+            }
+        }
+    )*};
+}
+from_uint!(u8, u16, u32, u64);
+impl From<i64> for FVal<'_> {
+    fn from(v: i64) -> Self {
+        FVal::I64(v)
+    }
+}
+impl From<IpAddr> for FVal<'_> {
+    fn from(v: IpAddr) -> Self {
+        FVal::Ip(v)
+    }
+}
+
+impl FVal<'_> {
+    /// The value as `serde_json` writes it.
+    pub(super) fn write(&self, out: &mut Vec<u8>) {
+        match *self {
+            FVal::Str(s) => put_str(out, s),
+            FVal::U64(n) => put_u64(out, n),
+            FVal::I64(n) if n >= 0 => put_u64(out, n as u64),
+            FVal::I64(n) => put(out, &n),
+            FVal::F64(f) => put(out, &f),
+            FVal::Ip(ip) => {
+                out.push(b'"');
+                put_ip(out, ip);
+                out.push(b'"');
+            }
+        }
+    }
+
+    /// The text the value filter is matched against (a string's own text, else the
+    /// value as JSON, as for a `serde_json::Value`).
+    pub(super) fn text(&self) -> std::borrow::Cow<'_, str> {
+        match *self {
+            FVal::Str(s) => s.into(),
+            FVal::Ip(ip) => ip.to_string().into(),
+            other => {
+                let mut out = Vec::new();
+                other.write(&mut out);
+                String::from_utf8(out).unwrap_or_default().into()
+            }
+        }
+    }
+
+    /// The same value as a `serde_json::Value`.
+    pub fn to_value(self) -> Value {
+        match self {
+            FVal::Str(s) => s.into(),
+            FVal::U64(n) => n.into(),
+            FVal::I64(n) => n.into(),
+            FVal::F64(f) => f.into(),
+            FVal::Ip(ip) => ip.to_string().into(),
+        }
+    }
+}
+
+/// An address as `IpAddr`'s `Display` writes it (IPv4 without the formatter).
+fn put_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(a) => {
+            for (i, o) in a.octets().iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                put_u64(out, u64::from(*o));
+            }
+        }
+        IpAddr::V6(a) => {
+            use std::io::Write;
+            let _ = write!(out, "{a}");
+        }
+    }
+}
+
+/// Fields held inline (more spill to the heap).
+const INLINE: usize = 24;
+
+/// An event's `data`: up to [`INLINE`] fields without allocating.
+pub struct Fields<'a> {
+    inline: [(&'a str, FVal<'a>); INLINE],
+    n: usize,
+    spill: Vec<(&'a str, FVal<'a>)>,
+}
+
+impl Default for Fields<'_> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<'a> Fields<'a> {
+    pub fn new() -> Self {
+        Fields {
+            inline: [("", FVal::U64(0)); INLINE],
+            n: 0,
+            spill: Vec::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn as_slice(&self) -> &[(&'a str, FVal<'a>)] {
+        if self.spill.is_empty() {
+            &self.inline[..self.n]
+        } else {
+            &self.spill
+        }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [(&'a str, FVal<'a>)] {
+        if self.spill.is_empty() {
+            &mut self.inline[..self.n]
+        } else {
+            &mut self.spill
+        }
+    }
+
+    /// Adds a field whose key the caller knows is not there yet.
+    #[inline]
+    pub fn add(&mut self, k: &'a str, v: impl Into<FVal<'a>>) {
+        debug_assert!(self.as_slice().iter().all(|(key, _)| *key != k), "{k}");
+        let v = v.into();
+        if self.spill.is_empty() && self.n < INLINE {
+            self.inline[self.n] = (k, v);
+            self.n += 1;
+        } else {
+            if self.spill.is_empty() {
+                self.spill.reserve(INLINE * 2);
+                self.spill.extend_from_slice(&self.inline[..self.n]);
+            }
+            self.spill.push((k, v));
+        }
+    }
+
+    /// Sets a field, replacing the value of a field of that key (`Map::insert`).
+    pub fn insert(&mut self, k: &'a str, v: impl Into<FVal<'a>>) {
+        let v = v.into();
+        if let Some(f) = self.as_mut_slice().iter_mut().find(|(key, _)| *key == k) {
+            f.1 = v;
+        } else {
+            self.add(k, v);
+        }
+    }
+
+    /// Sets a field unless one of that key is there (`Map::entry(k).or_insert(v)`).
+    pub fn insert_if_absent(&mut self, k: &'a str, v: impl Into<FVal<'a>>) {
+        if !self.as_slice().iter().any(|(key, _)| *key == k) {
+            self.add(k, v);
+        }
+    }
+
+    /// Sorts the fields by key (the order of a `serde_json::Map`).
+    pub(super) fn sort(&mut self) {
+        self.as_mut_slice()
+            .sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    }
+
+    /// Writes the (sorted) fields as a JSON object.
+    pub(super) fn write(&self, out: &mut Vec<u8>) {
+        out.push(b'{');
+        for (i, (k, v)) in self.as_slice().iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            put_str(out, k);
+            out.push(b':');
+            v.write(out);
+        }
+        out.push(b'}');
+    }
+
+    /// The same data as a `serde_json::Map` (tests, and the rare paths that need one).
+    pub fn to_map(&self) -> serde_json::Map<String, Value> {
+        self.as_slice()
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), v.to_value()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn fields_write_what_a_map_serializes_to() {
+        let strs: Vec<String> = (0..40)
+            .map(|n| format!("{}\"\\\u{1}\u{e9}{}", "a".repeat(n), "z".repeat(n % 9)))
+            .collect();
+        let keys: Vec<String> = (0..40).map(|n| format!("s{n:02}")).collect();
+        let mut f = Fields::new();
+        f.add("net_peer_port", 8080u16);
+        f.add("zero", 0u64);
+        f.add("big", u64::MAX);
+        f.add("neg", -3i64);
+        f.add("pos", 3i64);
+        f.add("min", i64::MIN);
+        f.add("dur", FVal::F64(1.5));
+        f.add("nan", FVal::F64(f64::NAN));
+        f.add("inf", FVal::F64(f64::INFINITY));
+        f.add("e21", FVal::F64(1e21));
+        f.add("v4", IpAddr::V4(Ipv4Addr::new(10, 0, 255, 1)));
+        f.add("v4z", IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        f.add(
+            "v6",
+            IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 1, 0, 0, 0xab)),
+        );
+        f.add(
+            "v6m",
+            IpAddr::V6(Ipv4Addr::new(1, 2, 3, 4).to_ipv6_mapped()),
+        );
+        f.add("Upper", "x");
+        f.add("_under", "y");
+        f.add("", "empty key");
+        for (k, v) in keys.iter().zip(&strs) {
+            f.add(k, v);
+        }
+        assert!(f.len() > INLINE, "spills");
+        f.insert("pos", 4i64);
+        f.insert_if_absent("zero", 9u64);
+        f.insert_if_absent("new", "n");
+        let map = f.to_map();
+        assert_eq!(map["pos"], 4);
+        assert_eq!(map["zero"], 0);
+        f.sort();
+        let mut out = Vec::new();
+        f.write(&mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            serde_json::to_string(&Value::Object(map)).unwrap()
+        );
+        // Filter texts as for a Value.
+        for (_, v) in f.as_slice() {
+            let want = match v.to_value() {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            assert_eq!(v.text(), want);
+        }
+    }
+}
