@@ -344,34 +344,45 @@ fn word_needs_escape(w: u64) -> bool {
 fn put_str(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let b = s.as_bytes();
+    out.reserve(b.len() + 2);
     out.push(b'"');
     let mut run = 0;
     let mut i = 0;
     while i < b.len() {
-        // Eight bytes at a time while none needs an escape.
-        if let Some(chunk) = b.get(i..i + 8) {
+        // Eight bytes at a time while none needs an escape; the last few padded with a
+        // byte that needs none.
+        let k = (b.len() - i).min(8);
+        let w = if let Some(c) = b.get(i..i + 8) {
             let mut w = [0u8; 8];
-            w.copy_from_slice(chunk);
-            if !word_needs_escape(u64::from_le_bytes(w)) {
-                i += 8;
-                continue;
-            }
+            w.copy_from_slice(c);
+            w
+        } else {
+            let mut w = [b'a'; 8];
+            w[..k].copy_from_slice(&b[i..]);
+            w
+        };
+        if !word_needs_escape(u64::from_le_bytes(w)) {
+            i += k;
+            continue;
         }
-        let c = b[i];
-        let e = ESCAPE[c as usize];
-        if e != 0 {
-            out.extend_from_slice(&b[run..i]);
-            run = i + 1;
-            if e == b'u' {
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[(c >> 4) as usize]);
-                out.push(HEX[(c & 0xf) as usize]);
-            } else {
-                out.push(b'\\');
-                out.push(e);
+        let end = i + k;
+        while i < end {
+            let c = b[i];
+            let e = ESCAPE[c as usize];
+            if e != 0 {
+                out.extend_from_slice(&b[run..i]);
+                run = i + 1;
+                if e == b'u' {
+                    out.extend_from_slice(b"\\u00");
+                    out.push(HEX[(c >> 4) as usize]);
+                    out.push(HEX[(c & 0xf) as usize]);
+                } else {
+                    out.push(b'\\');
+                    out.push(e);
+                }
             }
+            i += 1;
         }
-        i += 1;
     }
     out.extend_from_slice(&b[run..]);
     out.push(b'"');
@@ -405,18 +416,9 @@ fn put_value(out: &mut Vec<u8>, v: &Value) {
 }
 
 /// Decimal digits of `n`.
-fn put_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
+#[inline]
+fn put_u64(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// A data map as a JSON object, in the map's own order (what `serde_json` writes).

@@ -242,23 +242,24 @@ pub fn open(ret: i32, path: &str, op: &'static str, err: i32) {
         }
     }
     if let Some(time) = events::want_at(events::FS) {
+        // Fields in key order (no sorting needed).
         let mut d = Fields::new();
         let id = events::ident::ident();
-        d.add("proc", &id.procname);
-        d.add("pid", events::ident::pid());
-        d.add("host", &id.host);
         d.add("file", path);
-        // SAFETY: getters without preconditions.
-        d.add("proc_uid", unsafe { libc::getuid() });
-        d.add("proc_gid", unsafe { libc::getgid() });
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: valid out-pointer.
         if unsafe { libc::fstat(ret, &mut st) } == 0 {
-            d.add("file_perms", st.st_mode & 0o7777);
-            d.add("file_owner", st.st_uid);
             d.add("file_group", st.st_gid);
+            d.add("file_owner", st.st_uid);
+            d.add("file_perms", st.st_mode & 0o7777);
         }
+        d.add("host", &id.host);
         d.add("op", op);
+        d.add("pid", events::ident::pid());
+        d.add("proc", &id.procname);
+        // SAFETY: getters without preconditions.
+        d.add("proc_gid", unsafe { libc::getgid() });
+        d.add("proc_uid", unsafe { libc::getuid() });
         events::emit_fields(
             events::FS,
             "fs",
@@ -309,16 +310,16 @@ pub fn close(fd: i32, op: &'static str) {
         if let Some(time) = events::want_at(events::FS) {
             let id = events::ident::ident();
             let mut d = Fields::new();
-            d.add("proc", &id.procname);
-            d.add("pid", events::ident::pid());
-            d.add("host", &id.host);
+            d.add("duration", dur_ns / 1_000_000);
             d.add("file", &path);
             d.add("file_read_bytes", rb);
             d.add("file_read_ops", ro);
             d.add("file_write_bytes", wb);
             d.add("file_write_ops", wo);
-            d.add("duration", dur_ns / 1_000_000);
+            d.add("host", &id.host);
             d.add("op", op);
+            d.add("pid", events::ident::pid());
+            d.add("proc", &id.procname);
             events::emit_fields(
                 events::FS,
                 "fs",
@@ -352,11 +353,11 @@ pub fn close(fd: i32, op: &'static str) {
     }
     if connected && let Some(time) = events::want_at(events::NET) {
         let mut d = Fields::new();
-        net_data(&mut d, kind, local, peer);
         d.add("duration", dur_ns / 1_000_000);
-        d.add("net_bytes_sent", wb);
         d.add("net_bytes_recv", rb);
+        d.add("net_bytes_sent", wb);
         d.add("net_close_reason", "local");
+        net_data(&mut d, kind, local, peer);
         events::emit_fields(
             events::NET,
             "net",
@@ -368,18 +369,19 @@ pub fn close(fd: i32, op: &'static str) {
     }
 }
 
-/// The connection fields of net and http events. (A unix socket's path is not in
-/// AppScope's net schemas as a field of its own.)
+/// The connection fields of net and http events, in key order (callers add theirs
+/// before, to keep the fields sorted). A unix socket's path is not in AppScope's net
+/// schemas as a field of its own.
 fn net_data(d: &mut Fields<'_>, kind: Kind, local: Option<SocketAddr>, peer: Option<SocketAddr>) {
-    d.add("net_transport", kind.transport());
-    if let Some(p) = peer {
-        d.add("net_peer_ip", p.ip());
-        d.add("net_peer_port", p.port());
-    }
     if let Some(l) = local {
         d.add("net_host_ip", l.ip());
         d.add("net_host_port", l.port());
     }
+    if let Some(p) = peer {
+        d.add("net_peer_ip", p.ip());
+        d.add("net_peer_port", p.port());
+    }
+    d.add("net_transport", kind.transport());
 }
 
 /// A socket was created.
@@ -1025,21 +1027,22 @@ fn http_message(
         Message::Request(r) => {
             let server = dir == Dir::Read;
             if let Some(time) = events::want_at(events::HTTP) {
+                // Fields in key order (headers may add others, then they get sorted).
                 let mut d = Fields::new();
-                net_data(&mut d, kind, local, peer);
-                d.add("http_method", &r.method);
-                d.add("http_target", &r.target);
-                d.add("http_flavor", &r.flavor);
-                d.add("http_scheme", "http");
-                if let Some(h) = &r.host {
-                    d.add("http_host", h);
-                }
-                if let Some(u) = &r.user_agent {
-                    d.add("http_user_agent", u);
-                }
                 if let Some(x) = &r.x_forwarded_for {
                     d.add("http_client_ip", x);
                 }
+                d.add("http_flavor", &r.flavor);
+                if let Some(h) = &r.host {
+                    d.add("http_host", h);
+                }
+                d.add("http_method", &r.method);
+                d.add("http_scheme", "http");
+                d.add("http_target", &r.target);
+                if let Some(u) = &r.user_agent {
+                    d.add("http_user_agent", u);
+                }
+                net_data(&mut d, kind, local, peer);
                 events::http_headers(&mut d, &r.headers);
                 events::emit_fields(events::HTTP, "http", "http.req", channel, time, &mut d);
             }
@@ -1063,35 +1066,38 @@ fn http_message(
                 .map(|p| now.saturating_sub(p.t0_ns) as f64 / 1e6);
             let server = pending.as_ref().map_or(dir == Dir::Write, |p| p.server);
             if let Some(time) = events::want_at(events::HTTP) {
+                // Fields in key order (headers may add others, then they get sorted).
                 let mut d = Fields::new();
-                net_data(&mut d, kind, local, peer);
-                if let Some(p) = &pending {
-                    d.add("http_method", &p.method);
-                    d.add("http_target", &p.target);
-                    if let Some(h) = &p.host {
-                        d.add("http_host", h);
-                    }
-                    if let Some(u) = &p.user_agent {
-                        d.add("http_user_agent", u);
-                    }
+                let dur = dur_ms.map(|ms| ms.round() as u64);
+                if let Some(ms) = dur.filter(|_| !server) {
+                    d.add("http_client_duration", ms);
                 }
-                d.add("http_scheme", "http");
                 d.add("http_flavor", &r.flavor);
-                d.add("http_status_code", r.status);
-                let text =
-                    crate::proto::http::reason_phrase(r.status).unwrap_or(r.status_text.as_str());
-                d.add("http_status_text", text);
-                if let Some(ms) = dur_ms {
-                    let key = if server {
-                        "http_server_duration"
-                    } else {
-                        "http_client_duration"
-                    };
-                    d.add(key, ms.round() as u64);
+                let p = pending.as_ref();
+                if let Some(h) = p.and_then(|p| p.host.as_ref()) {
+                    d.add("http_host", h);
+                }
+                if let Some(p) = p {
+                    d.add("http_method", &p.method);
                 }
                 if let Some(cl) = r.content_length {
                     d.add("http_response_content_length", cl);
                 }
+                d.add("http_scheme", "http");
+                if let Some(ms) = dur.filter(|_| server) {
+                    d.add("http_server_duration", ms);
+                }
+                d.add("http_status_code", r.status);
+                let text =
+                    crate::proto::http::reason_phrase(r.status).unwrap_or(r.status_text.as_str());
+                d.add("http_status_text", text);
+                if let Some(p) = p {
+                    d.add("http_target", &p.target);
+                }
+                if let Some(u) = p.and_then(|p| p.user_agent.as_ref()) {
+                    d.add("http_user_agent", u);
+                }
+                net_data(&mut d, kind, local, peer);
                 events::http_headers(&mut d, &r.headers);
                 events::emit_fields(events::HTTP, "http", "http.resp", channel, time, &mut d);
             }
@@ -1216,11 +1222,11 @@ pub fn unlink(path: &str, op: &'static str) {
     }
     let id = events::ident::ident();
     let mut d = Fields::new();
-    d.add("proc", &id.procname);
-    d.add("pid", events::ident::pid());
+    d.add("file", path);
     d.add("host", &id.host);
     d.add("op", op);
-    d.add("file", path);
+    d.add("pid", events::ident::pid());
+    d.add("proc", &id.procname);
     d.add("unit", "operation");
     events::emit_fields(
         events::FS,
