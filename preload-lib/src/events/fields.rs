@@ -19,6 +19,11 @@ pub enum FVal<'a> {
     F64(f64),
     /// An address, as a string (`IpAddr`'s `Display`).
     Ip(IpAddr),
+    /// A string and its JSON literal, made once (the process's host and name).
+    Quoted {
+        text: &'a str,
+        json: &'a str,
+    },
 }
 
 impl<'a> From<&'a str> for FVal<'a> {
@@ -66,6 +71,7 @@ impl FVal<'_> {
                 put_ip(out, ip);
                 out.push(b'"');
             }
+            FVal::Quoted { json, .. } => out.extend_from_slice(json.as_bytes()),
         }
     }
 
@@ -73,7 +79,7 @@ impl FVal<'_> {
     /// value as JSON, as for a `serde_json::Value`).
     pub(super) fn text(&self) -> std::borrow::Cow<'_, str> {
         match *self {
-            FVal::Str(s) => s.into(),
+            FVal::Str(s) | FVal::Quoted { text: s, .. } => s.into(),
             FVal::Ip(ip) => ip.to_string().into(),
             other => {
                 let mut out = Vec::new();
@@ -86,7 +92,7 @@ impl FVal<'_> {
     /// The same value as a `serde_json::Value`.
     pub fn to_value(self) -> Value {
         match self {
-            FVal::Str(s) => s.into(),
+            FVal::Str(s) | FVal::Quoted { text: s, .. } => s.into(),
             FVal::U64(n) => n.into(),
             FVal::I64(n) => n.into(),
             FVal::F64(f) => f.into(),
@@ -123,6 +129,8 @@ pub struct Fields<'a> {
     n: usize,
     spill: Vec<(&'a str, FVal<'a>)>,
     sorted: bool,
+    /// Some key may need escaping (one not added with [`Fields::add`]).
+    escape_keys: bool,
 }
 
 /// `a < b` as byte strings (what orders a `serde_json::Map`), eight bytes at a time.
@@ -163,6 +171,7 @@ impl<'a> Fields<'a> {
             n: 0,
             spill: Vec::new(),
             sorted: true,
+            escape_keys: false,
         }
     }
 
@@ -190,11 +199,17 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// Adds a field whose key the caller knows is not there yet.
+    /// Adds a field whose key the caller knows is not there yet: a name written in the
+    /// source, with no byte that needs a JSON escape (written as it is).
     #[inline]
-    pub fn add(&mut self, k: &'a str, v: impl Into<FVal<'a>>) {
+    pub fn add(&mut self, k: &'static str, v: impl Into<FVal<'a>>) {
+        debug_assert!(!super::needs_escape(k.as_bytes()), "{k}");
+        self.push(k, v.into());
+    }
+
+    #[inline]
+    fn push(&mut self, k: &'a str, v: FVal<'a>) {
         debug_assert!(self.as_slice().iter().all(|(key, _)| *key != k), "{k}");
-        let v = v.into();
         if self.sorted
             && let Some((last, _)) = self.as_slice().last()
             && !key_lt(last.as_bytes(), k.as_bytes())
@@ -219,14 +234,16 @@ impl<'a> Fields<'a> {
         if let Some(f) = self.as_mut_slice().iter_mut().find(|(key, _)| *key == k) {
             f.1 = v;
         } else {
-            self.add(k, v);
+            self.escape_keys = true;
+            self.push(k, v);
         }
     }
 
     /// Sets a field unless one of that key is there (`Map::entry(k).or_insert(v)`).
     pub fn insert_if_absent(&mut self, k: &'a str, v: impl Into<FVal<'a>>) {
         if !self.as_slice().iter().any(|(key, _)| *key == k) {
-            self.add(k, v);
+            self.escape_keys = true;
+            self.push(k, v.into());
         }
     }
 
@@ -246,8 +263,15 @@ impl<'a> Fields<'a> {
             if i > 0 {
                 out.push(b',');
             }
-            put_str(out, k);
-            out.push(b':');
+            if self.escape_keys {
+                put_str(out, k);
+                out.push(b':');
+            } else {
+                out.reserve(k.len() + 3);
+                out.push(b'"');
+                out.extend_from_slice(k.as_bytes());
+                out.extend_from_slice(b"\":");
+            }
             v.write(out);
         }
         debug_assert!(self.sorted);
@@ -333,10 +357,18 @@ mod tests {
             IpAddr::V6(Ipv4Addr::new(1, 2, 3, 4).to_ipv6_mapped()),
         );
         f.add("Upper", "x");
+        f.add(
+            "quoted",
+            FVal::Quoted {
+                text: "a\"b",
+                json: r#""a\"b""#,
+            },
+        );
         f.add("_under", "y");
         f.add("", "empty key");
+        f.insert_if_absent("k\"\u{1}", "escaped key");
         for (k, v) in keys.iter().zip(&strs) {
-            f.add(k, v);
+            f.insert(k, v);
         }
         assert!(f.len() > INLINE, "spills");
         f.insert("pos", 4i64);

@@ -340,48 +340,63 @@ fn word_needs_escape(w: u64) -> bool {
     (below_space | zero(w ^ (LO * u64::from(b'"'))) | zero(w ^ (LO * u64::from(b'\\')))) != 0
 }
 
+/// Does any byte of `b` need an escape in a JSON string?
+#[inline]
+fn needs_escape(b: &[u8]) -> bool {
+    if b.len() < 8 {
+        return b.iter().any(|&c| ESCAPE[c as usize] != 0);
+    }
+    let word = |i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&b[i..i + 8]);
+        word_needs_escape(u64::from_le_bytes(w))
+    };
+    let mut i = 0;
+    while i + 8 <= b.len() {
+        if word(i) {
+            return true;
+        }
+        i += 8;
+    }
+    // The last few bytes: the last eight (the ones before them are clean).
+    i < b.len() && word(b.len() - 8)
+}
+
 /// `s` as a JSON string literal, byte for byte what `serde_json` writes.
+#[inline]
 fn put_str(out: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let b = s.as_bytes();
-    out.reserve(b.len() + 2);
+    if needs_escape(b) {
+        put_str_escaped(out, b);
+    } else {
+        out.reserve(b.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(b);
+        out.push(b'"');
+    }
+}
+
+/// [`put_str`] of a string with bytes to escape.
+#[cold]
+#[inline(never)]
+fn put_str_escaped(out: &mut Vec<u8>, b: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(b.len() + 8);
     out.push(b'"');
     let mut run = 0;
-    let mut i = 0;
-    while i < b.len() {
-        // Eight bytes at a time while none needs an escape; the last few padded with a
-        // byte that needs none.
-        let k = (b.len() - i).min(8);
-        let w = if let Some(c) = b.get(i..i + 8) {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            w
-        } else {
-            let mut w = [b'a'; 8];
-            w[..k].copy_from_slice(&b[i..]);
-            w
-        };
-        if !word_needs_escape(u64::from_le_bytes(w)) {
-            i += k;
-            continue;
-        }
-        let end = i + k;
-        while i < end {
-            let c = b[i];
-            let e = ESCAPE[c as usize];
-            if e != 0 {
-                out.extend_from_slice(&b[run..i]);
-                run = i + 1;
-                if e == b'u' {
-                    out.extend_from_slice(b"\\u00");
-                    out.push(HEX[(c >> 4) as usize]);
-                    out.push(HEX[(c & 0xf) as usize]);
-                } else {
-                    out.push(b'\\');
-                    out.push(e);
-                }
+    for (i, &c) in b.iter().enumerate() {
+        let e = ESCAPE[c as usize];
+        if e != 0 {
+            out.extend_from_slice(&b[run..i]);
+            run = i + 1;
+            if e == b'u' {
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(c >> 4) as usize]);
+                out.push(HEX[(c & 0xf) as usize]);
+            } else {
+                out.push(b'\\');
+                out.push(e);
             }
-            i += 1;
         }
     }
     out.extend_from_slice(&b[run..]);
@@ -1039,6 +1054,7 @@ mod tests {
             .collect();
         for (time, mut d) in [
             (1_764_147_600.123_456, http_fields(&lines)),
+            (2.0, http_fields(&[])),
             (0.5, Fields::new()),
         ] {
             let ev = Event {

@@ -253,10 +253,10 @@ pub fn open(ret: i32, path: &str, op: &'static str, err: i32) {
             d.add("file_owner", st.st_uid);
             d.add("file_perms", st.st_mode & 0o7777);
         }
-        d.add("host", &id.host);
+        d.add("host", id.host_field());
         d.add("op", op);
         d.add("pid", events::ident::pid());
-        d.add("proc", &id.procname);
+        d.add("proc", id.procname_field());
         // SAFETY: getters without preconditions.
         d.add("proc_gid", unsafe { libc::getgid() });
         d.add("proc_uid", unsafe { libc::getuid() });
@@ -316,10 +316,10 @@ pub fn close(fd: i32, op: &'static str) {
             d.add("file_read_ops", ro);
             d.add("file_write_bytes", wb);
             d.add("file_write_ops", wo);
-            d.add("host", &id.host);
+            d.add("host", id.host_field());
             d.add("op", op);
             d.add("pid", events::ident::pid());
-            d.add("proc", &id.procname);
+            d.add("proc", id.procname_field());
             events::emit_fields(
                 events::FS,
                 "fs",
@@ -1223,10 +1223,10 @@ pub fn unlink(path: &str, op: &'static str) {
     let id = events::ident::ident();
     let mut d = Fields::new();
     d.add("file", path);
-    d.add("host", &id.host);
+    d.add("host", id.host_field());
     d.add("op", op);
     d.add("pid", events::ident::pid());
-    d.add("proc", &id.procname);
+    d.add("proc", id.procname_field());
     d.add("unit", "operation");
     events::emit_fields(
         events::FS,
