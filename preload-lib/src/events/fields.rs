@@ -105,12 +105,25 @@ impl FVal<'_> {
 fn put_ip(out: &mut Vec<u8>, ip: IpAddr) {
     match ip {
         IpAddr::V4(a) => {
-            for (i, o) in a.octets().iter().enumerate() {
+            let mut buf = [0u8; 15];
+            let mut n = 0;
+            for (i, &o) in a.octets().iter().enumerate() {
                 if i > 0 {
-                    out.push(b'.');
+                    buf[n] = b'.';
+                    n += 1;
                 }
-                put_u64(out, u64::from(*o));
+                if o >= 100 {
+                    buf[n] = b'0' + o / 100;
+                    n += 1;
+                }
+                if o >= 10 {
+                    buf[n] = b'0' + o / 10 % 10;
+                    n += 1;
+                }
+                buf[n] = b'0' + o % 10;
+                n += 1;
             }
+            out.extend_from_slice(&buf[..n]);
         }
         IpAddr::V6(a) => {
             use std::io::Write;

@@ -466,13 +466,39 @@ fn format_event_bytes(ev: &Event, id: &ident::Ident, pid: i64) -> Vec<u8> {
     format_envelope(
         ev.channel,
         ev.time,
-        ev.sourcetype,
-        &ev.source,
+        Escape(ev.sourcetype),
+        Escape(&ev.source),
         id,
         pid,
         ev.data.len(),
         |out| put_map(out, &ev.data),
     )
+}
+
+/// A string of the envelope: one to escape, or a name from the source written as it is.
+enum Text<'a> {
+    Escape(&'a str),
+    Static(&'static str),
+}
+use Text::{Escape, Static};
+
+impl Text<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Escape(s) | Static(s) => s.len(),
+        }
+    }
+    fn put(&self, out: &mut Vec<u8>) {
+        match self {
+            Escape(s) => put_str(out, s),
+            Static(s) => {
+                debug_assert!(!needs_escape(s.as_bytes()), "{s}");
+                out.push(b'"');
+                out.extend_from_slice(s.as_bytes());
+                out.push(b'"');
+            }
+        }
+    }
 }
 
 /// The envelope around a `data` object written by `data` (with `n_fields` fields, a
@@ -482,8 +508,8 @@ fn format_event_bytes(ev: &Event, id: &ident::Ident, pid: i64) -> Vec<u8> {
 fn format_envelope(
     channel: u64,
     time: f64,
-    sourcetype: &str,
-    source: &str,
+    sourcetype: Text<'_>,
+    source: Text<'_>,
     id: &ident::Ident,
     pid: i64,
     n_fields: usize,
@@ -503,13 +529,13 @@ fn format_envelope(
     out.extend_from_slice(b",\"host\":");
     out.extend_from_slice(id.host_json().as_bytes());
     out.extend_from_slice(b",\"pid\":");
-    put(&mut out, &pid);
+    out.extend_from_slice(itoa::Buffer::new().format(pid).as_bytes());
     out.extend_from_slice(b",\"proc\":");
     out.extend_from_slice(id.procname_json().as_bytes());
     out.extend_from_slice(b",\"source\":");
-    put_str(&mut out, source);
+    source.put(&mut out);
     out.extend_from_slice(b",\"sourcetype\":");
-    put_str(&mut out, sourcetype);
+    sourcetype.put(&mut out);
     out.extend_from_slice(b"},\"id\":");
     out.extend_from_slice(id.id_json().as_bytes());
     out.extend_from_slice(b",\"type\":\"evt\"}\n");
@@ -612,7 +638,7 @@ pub fn want_at(bit: u32) -> Option<f64> {
 pub fn emit_fields(
     bit: u32,
     sourcetype: &'static str,
-    source: &str,
+    source: &'static str,
     channel: u64,
     time: f64,
     data: &mut Fields<'_>,
@@ -630,8 +656,8 @@ pub fn emit_fields(
         format_envelope(
             channel,
             time,
-            sourcetype,
-            source,
+            Static(sourcetype),
+            Static(source),
             id,
             pid,
             data.len(),
@@ -1068,8 +1094,8 @@ mod tests {
             let line = format_envelope(
                 ev.channel,
                 ev.time,
-                ev.sourcetype,
-                &ev.source,
+                Static(ev.sourcetype),
+                Static("http.resp"),
                 &id,
                 -7,
                 d.len(),
