@@ -198,10 +198,10 @@ fn net_error(op: &'static str, class: usize) {
 }
 
 /// A file was opened (`ret` is the fd, or -1 with `err`).
-pub fn open(ret: i32, path: &str, op: &'static str, err: i32) {
+pub fn open(ret: i32, mut path: String, op: &'static str, err: i32) {
     if ret < 0 {
         let _ = err;
-        fs_error(op, 0, path);
+        fs_error(op, 0, &path);
         return;
     }
     if own_fd(ret) {
@@ -214,10 +214,19 @@ pub fn open(ret: i32, path: &str, op: &'static str, err: i32) {
         }
         return;
     };
+    // The slot takes the path; a copy only when a metric line or an event names it.
+    let named = events::on(events::FS)
+        || metrics::on(metrics::FS) && metrics::indiv(metrics::INDIV_FS_OPEN);
+    let path_for_slot = if named {
+        path.clone()
+    } else {
+        std::mem::take(&mut path)
+    };
+    let path = path.as_str();
     s.reset(
         Kind::File,
         Info {
-            path: path.to_string(),
+            path: path_for_slot,
             op,
             ..Default::default()
         },
