@@ -44,6 +44,20 @@ impl Ident {
     pub fn id_json(&self) -> &str {
         &self.json[3]
     }
+    /// `host` as an event field value.
+    pub fn host_field(&self) -> super::FVal<'_> {
+        super::FVal::Quoted {
+            text: &self.host,
+            json: self.host_json(),
+        }
+    }
+    /// `procname` as an event field value.
+    pub fn procname_field(&self) -> super::FVal<'_> {
+        super::FVal::Quoted {
+            text: &self.procname,
+            json: self.procname_json(),
+        }
+    }
 }
 
 type Cached = Option<(u32, Arc<Ident>)>;

@@ -5,8 +5,11 @@
 //! Interposers check [`on`] (one relaxed load) before building anything; building and
 //! formatting an event happens only when its category is on.
 
+pub mod fields;
 pub mod ident;
 pub mod sink;
+
+pub use fields::{FVal, Fields};
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
@@ -76,6 +79,21 @@ impl Filter {
                     other => self.value.is_match(&other.to_string()),
                 }
         })
+    }
+}
+
+impl Filter {
+    /// [`Filter::matches`] for data held as [`Fields`].
+    pub fn matches_fields(&self, source: &str, data: &Fields<'_>) -> bool {
+        if !matches_all(&self.name) && !self.name.is_match(source) {
+            return false;
+        }
+        if data.is_empty() || matches_all(&self.field) && matches_all(&self.value) {
+            return true;
+        }
+        data.as_slice()
+            .iter()
+            .any(|(k, v)| self.field.is_match(k) && self.value.is_match(&v.text()))
     }
 }
 
@@ -322,24 +340,51 @@ fn word_needs_escape(w: u64) -> bool {
     (below_space | zero(w ^ (LO * u64::from(b'"'))) | zero(w ^ (LO * u64::from(b'\\')))) != 0
 }
 
+/// Does any byte of `b` need an escape in a JSON string?
+#[inline]
+fn needs_escape(b: &[u8]) -> bool {
+    if b.len() < 8 {
+        return b.iter().any(|&c| ESCAPE[c as usize] != 0);
+    }
+    let word = |i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&b[i..i + 8]);
+        word_needs_escape(u64::from_le_bytes(w))
+    };
+    let mut i = 0;
+    while i + 8 <= b.len() {
+        if word(i) {
+            return true;
+        }
+        i += 8;
+    }
+    // The last few bytes: the last eight (the ones before them are clean).
+    i < b.len() && word(b.len() - 8)
+}
+
 /// `s` as a JSON string literal, byte for byte what `serde_json` writes.
+#[inline]
 fn put_str(out: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let b = s.as_bytes();
+    if needs_escape(b) {
+        put_str_escaped(out, b);
+    } else {
+        out.reserve(b.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(b);
+        out.push(b'"');
+    }
+}
+
+/// [`put_str`] of a string with bytes to escape.
+#[cold]
+#[inline(never)]
+fn put_str_escaped(out: &mut Vec<u8>, b: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(b.len() + 8);
     out.push(b'"');
     let mut run = 0;
-    let mut i = 0;
-    while i < b.len() {
-        // Eight bytes at a time while none needs an escape.
-        if let Some(chunk) = b.get(i..i + 8) {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(chunk);
-            if !word_needs_escape(u64::from_le_bytes(w)) {
-                i += 8;
-                continue;
-            }
-        }
-        let c = b[i];
+    for (i, &c) in b.iter().enumerate() {
         let e = ESCAPE[c as usize];
         if e != 0 {
             out.extend_from_slice(&b[run..i]);
@@ -353,7 +398,6 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
                 out.push(e);
             }
         }
-        i += 1;
     }
     out.extend_from_slice(&b[run..]);
     out.push(b'"');
@@ -387,18 +431,9 @@ fn put_value(out: &mut Vec<u8>, v: &Value) {
 }
 
 /// Decimal digits of `n`.
-fn put_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
+#[inline]
+fn put_u64(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// A data map as a JSON object, in the map's own order (what `serde_json` writes).
@@ -428,27 +463,79 @@ pub fn format_event(ev: &Event, id: &ident::Ident, pid: i64) -> String {
 
 /// [`format_event`] as the bytes the sink takes (no UTF-8 re-validation of the line).
 fn format_event_bytes(ev: &Event, id: &ident::Ident, pid: i64) -> Vec<u8> {
+    format_envelope(
+        ev.channel,
+        ev.time,
+        Escape(ev.sourcetype),
+        Escape(&ev.source),
+        id,
+        pid,
+        ev.data.len(),
+        |out| put_map(out, &ev.data),
+    )
+}
+
+/// A string of the envelope: one to escape, or a name from the source written as it is.
+enum Text<'a> {
+    Escape(&'a str),
+    Static(&'static str),
+}
+use Text::{Escape, Static};
+
+impl Text<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Escape(s) | Static(s) => s.len(),
+        }
+    }
+    fn put(&self, out: &mut Vec<u8>) {
+        match self {
+            Escape(s) => put_str(out, s),
+            Static(s) => {
+                debug_assert!(!needs_escape(s.as_bytes()), "{s}");
+                out.push(b'"');
+                out.extend_from_slice(s.as_bytes());
+                out.push(b'"');
+            }
+        }
+    }
+}
+
+/// The envelope around a `data` object written by `data` (with `n_fields` fields, a
+/// capacity hint).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn format_envelope(
+    channel: u64,
+    time: f64,
+    sourcetype: Text<'_>,
+    source: Text<'_>,
+    id: &ident::Ident,
+    pid: i64,
+    n_fields: usize,
+    data: impl FnOnce(&mut Vec<u8>),
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(
-        200 + id.id.len() + id.cmd.len() + id.host.len() + ev.source.len() + 64 * ev.data.len(),
+        200 + id.id.len() + id.cmd.len() + id.host.len() + source.len() + 64 * n_fields,
     );
     out.extend_from_slice(b"{\"_channel\":\"");
-    put_u64(&mut out, ev.channel);
+    put_u64(&mut out, channel);
     out.extend_from_slice(b"\",\"body\":{\"_time\":");
-    put(&mut out, &ev.time);
+    put(&mut out, &time);
     out.extend_from_slice(b",\"cmd\":");
     out.extend_from_slice(id.cmd_json().as_bytes());
     out.extend_from_slice(b",\"data\":");
-    put_map(&mut out, &ev.data);
+    data(&mut out);
     out.extend_from_slice(b",\"host\":");
     out.extend_from_slice(id.host_json().as_bytes());
     out.extend_from_slice(b",\"pid\":");
-    put(&mut out, &pid);
+    out.extend_from_slice(itoa::Buffer::new().format(pid).as_bytes());
     out.extend_from_slice(b",\"proc\":");
     out.extend_from_slice(id.procname_json().as_bytes());
     out.extend_from_slice(b",\"source\":");
-    put_str(&mut out, &ev.source);
+    source.put(&mut out);
     out.extend_from_slice(b",\"sourcetype\":");
-    put_str(&mut out, ev.sourcetype);
+    sourcetype.put(&mut out);
     out.extend_from_slice(b"},\"id\":");
     out.extend_from_slice(id.id_json().as_bytes());
     out.extend_from_slice(b",\"type\":\"evt\"}\n");
@@ -535,19 +622,75 @@ pub fn emit(bit: u32, ev: Event) {
     send_limited(&set, &ev);
 }
 
+/// Is category `bit` on and the rate limit not yet used up? Then the time to give the
+/// event (read once, for the rate limit and the event).
+#[inline]
+pub fn want_at(bit: u32) -> Option<f64> {
+    if !on(bit) {
+        return None;
+    }
+    let t = crate::metrics::now_f64();
+    (!LIMITER.saturated(t as u64, MAXEPS.load(Relaxed))).then_some(t)
+}
+
+/// [`emit`] for data held as [`Fields`]: filtered, rate-limited, then written straight
+/// into the line (the same bytes as the event built with a `Map`).
+pub fn emit_fields(
+    bit: u32,
+    sourcetype: &'static str,
+    source: &'static str,
+    channel: u64,
+    time: f64,
+    data: &mut Fields<'_>,
+) {
+    if !on(bit) {
+        return;
+    }
+    let set = settings();
+    if !set.filter(bit).matches_fields(source, data) {
+        return;
+    }
+    data.sort();
+    let data = &*data;
+    send_with(&set, channel, time, |id, pid| {
+        format_envelope(
+            channel,
+            time,
+            Static(sourcetype),
+            Static(source),
+            id,
+            pid,
+            data.len(),
+            |out| data.write(out),
+        )
+    });
+}
+
 fn send_limited(set: &Settings, ev: &Event) {
+    send_with(set, ev.channel, ev.time, |id, pid| {
+        format_event_bytes(ev, id, pid)
+    })
+}
+
+/// Rate-limits one event of `channel` at `time`, formatted by `line` when it passes.
+fn send_with(
+    set: &Settings,
+    channel: u64,
+    time: f64,
+    line: impl FnOnce(&ident::Ident, i64) -> Vec<u8>,
+) {
     let id = ident::ident();
     let id = &id;
     let pid = ident::pid();
-    match LIMITER.check(ev.time as u64, set.maxeps) {
-        Verdict::Pass => sink::send_event(format_event_bytes(ev, id, pid)),
+    match LIMITER.check(time as u64, set.maxeps) {
+        Verdict::Pass => sink::send_event(line(id, pid)),
         Verdict::DropNotice => {
             let notice = Event {
                 sourcetype: "metric",
                 source: "notice".into(),
-                channel: ev.channel,
+                channel,
                 data: Map::new(),
-                time: ev.time,
+                time,
             };
             let mut line = format_event(&notice, id, pid);
             // `data` of a notice is a string (AppScope's schema).
@@ -568,7 +711,7 @@ fn send_limited(set: &Settings, ev: &Event) {
 /// (`SCOPE_EVENT_HTTP_HEADER`) under its own name as sent. `lines` are the message's kept
 /// header lines ([`crate::proto::http::Request::headers`]); fields already set (method,
 /// host, ...) are not overwritten.
-pub fn http_headers(d: &mut Map<String, Value>, lines: &[String]) {
+pub fn http_headers<'a>(d: &mut Fields<'a>, lines: &'a [String]) {
     if lines.is_empty() {
         return;
     }
@@ -583,13 +726,13 @@ pub fn http_headers(d: &mut Map<String, Value>, lines: &[String]) {
             continue;
         }
         let key = if name.eq_ignore_ascii_case("x-appscope") {
-            "x-appscope".to_string()
+            "x-appscope"
         } else if f.headers.iter().any(|r| r.is_match(line)) {
-            name.to_string()
+            name
         } else {
             continue;
         };
-        d.entry(key).or_insert_with(|| value.into());
+        d.insert_if_absent(key, value);
     }
 }
 
@@ -891,6 +1034,117 @@ mod tests {
                 format_event(&ev, &id, -7),
                 format_event_via_value(&ev, &id, -7)
             );
+        }
+    }
+
+    /// Data of an http.resp event as the interposers add it, for the tests below.
+    fn http_fields<'a>(lines: &'a [String]) -> Fields<'a> {
+        let mut d = Fields::new();
+        d.add("net_transport", "IP.TCP");
+        d.add("net_peer_ip", std::net::IpAddr::from([127, 0, 0, 1]));
+        d.add("net_peer_port", 55656u16);
+        d.add(
+            "net_host_ip",
+            "::ffff:10.1.2.3".parse::<std::net::IpAddr>().unwrap(),
+        );
+        d.add("net_host_port", 80u16);
+        d.add("http_method", "GET");
+        d.add("http_target", "/a?b=\"c\"\n");
+        d.add("http_scheme", "http");
+        d.add("http_flavor", "1.1");
+        d.add("http_status_code", 200u16);
+        d.add("http_status_text", "OK");
+        d.add("http_server_duration", 3u64);
+        d.add("http_response_content_length", 612u64);
+        d.add("pid", -7i64);
+        d.add("proc_uid", 0u32);
+        d.add("_value", FVal::F64(0.25));
+        for l in lines {
+            let (k, v) = l.split_once(':').unwrap();
+            d.insert_if_absent(k, v.trim());
+        }
+        d
+    }
+
+    #[test]
+    fn fields_envelope_matches_value_serialization() {
+        let id = ident::Ident::new(
+            "ngi\"nx".into(),
+            "nginx -g 'daemon off;' \u{7f}\t\u{e9}".into(),
+            "h\\ost".into(),
+            "h\\ost-ngi\"nx-nginx".into(),
+        );
+        let lines: Vec<String> = ["X-AppScope: t1", "http_method: POST", "Zed: z", "a: \u{1}"]
+            .iter()
+            .map(|l| l.to_string())
+            .collect();
+        for (time, mut d) in [
+            (1_764_147_600.123_456, http_fields(&lines)),
+            (2.0, http_fields(&[])),
+            (0.5, Fields::new()),
+        ] {
+            let ev = Event {
+                sourcetype: "http",
+                source: "http.resp".into(),
+                channel: 42,
+                data: d.to_map(),
+                time,
+            };
+            d.sort();
+            let line = format_envelope(
+                ev.channel,
+                ev.time,
+                Static(ev.sourcetype),
+                Static("http.resp"),
+                &id,
+                -7,
+                d.len(),
+                |o| d.write(o),
+            );
+            assert_eq!(
+                String::from_utf8(line).unwrap(),
+                format_event_via_value(&ev, &id, -7)
+            );
+            assert_eq!(
+                format_event(&ev, &id, -7),
+                format_event_via_value(&ev, &id, -7)
+            );
+        }
+    }
+
+    #[test]
+    fn fields_filter_like_map_filter() {
+        let lines = vec!["x-appscope: t1".to_string()];
+        let d = http_fields(&lines);
+        let m = d.to_map();
+        for (name, field, value) in [
+            (".*", ".*", ".*"),
+            ("^http\\.", ".*", ".*"),
+            ("^net\\.", ".*", ".*"),
+            (".*", "^http_target$", "^/a"),
+            (".*", "^http_target$", "^/b"),
+            (".*", "^net_peer_ip$", "^127\\.0"),
+            (".*", "^net_host_ip$", "^::ffff:10"),
+            (".*", "^http_status_code$", "^200$"),
+            (".*", "^pid$", "^-7$"),
+            (".*", "^_value$", "^0\\.25$"),
+            (".*", "^x-appscope$", "t1"),
+            (".*", "nomatch", ".*"),
+        ] {
+            let f = Filter {
+                name: Regex::new(name).unwrap(),
+                field: Regex::new(field).unwrap(),
+                value: Regex::new(value).unwrap(),
+                headers: vec![],
+                allowbinary: true,
+            };
+            for src in ["http.resp", "net.open"] {
+                assert_eq!(
+                    f.matches_fields(src, &d),
+                    f.matches(src, &m),
+                    "{name} {field} {value} {src}"
+                );
+            }
         }
     }
 

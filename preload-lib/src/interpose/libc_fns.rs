@@ -109,67 +109,67 @@ interpose! {
     fn open(path: *const c_char, flags: c_int, mode: c_uint) -> c_int;
     fallback = libc::syscall(libc::SYS_openat, libc::AT_FDCWD, path, flags, mode) as c_int;
     before = |_p| 0;
-    after = |r| record::open(r, &path_str(path), "open", errno());
+    after = |r| record::open(r, path_str(path), "open", errno());
 }
 interpose! {
     fn open64(path: *const c_char, flags: c_int, mode: c_uint) -> c_int;
     fallback = libc::syscall(libc::SYS_openat, libc::AT_FDCWD, path, flags, mode) as c_int;
     before = |_p| 0;
-    after = |r| record::open(r, &path_str(path), "open64", errno());
+    after = |r| record::open(r, path_str(path), "open64", errno());
 }
 interpose! {
     fn __open_2(path: *const c_char, flags: c_int) -> c_int;
     fallback = libc::syscall(libc::SYS_openat, libc::AT_FDCWD, path, flags, 0) as c_int;
     before = |_p| 0;
-    after = |r| record::open(r, &path_str(path), "__open_2", errno());
+    after = |r| record::open(r, path_str(path), "__open_2", errno());
 }
 interpose! {
     fn __open64_2(path: *const c_char, flags: c_int) -> c_int;
     fallback = libc::syscall(libc::SYS_openat, libc::AT_FDCWD, path, flags, 0) as c_int;
     before = |_p| 0;
-    after = |r| record::open(r, &path_str(path), "__open64_2", errno());
+    after = |r| record::open(r, path_str(path), "__open64_2", errno());
 }
 interpose! {
     fn openat(dirfd: c_int, path: *const c_char, flags: c_int, mode: c_uint) -> c_int;
     fallback = libc::syscall(libc::SYS_openat, dirfd, path, flags, mode) as c_int;
     before = |_p| 0;
-    after = |r| record::open(r, &path_str(path), "openat", errno());
+    after = |r| record::open(r, path_str(path), "openat", errno());
 }
 interpose! {
     fn openat64(dirfd: c_int, path: *const c_char, flags: c_int, mode: c_uint) -> c_int;
     fallback = libc::syscall(libc::SYS_openat, dirfd, path, flags, mode) as c_int;
     before = |_p| 0;
-    after = |r| record::open(r, &path_str(path), "openat64", errno());
+    after = |r| record::open(r, path_str(path), "openat64", errno());
 }
 interpose! {
     fn __openat_2(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int;
     fallback = libc::syscall(libc::SYS_openat, dirfd, path, flags, 0) as c_int;
     before = |_p| 0;
-    after = |r| record::open(r, &path_str(path), "__openat_2", errno());
+    after = |r| record::open(r, path_str(path), "__openat_2", errno());
 }
 interpose! {
     fn creat(path: *const c_char, mode: c_uint) -> c_int;
     fallback = libc::syscall(libc::SYS_openat, libc::AT_FDCWD, path, libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC, mode) as c_int;
     before = |_p| 0;
-    after = |r| record::open(r, &path_str(path), "creat", errno());
+    after = |r| record::open(r, path_str(path), "creat", errno());
 }
 interpose! {
     fn creat64(path: *const c_char, mode: c_uint) -> c_int;
     fallback = libc::syscall(libc::SYS_openat, libc::AT_FDCWD, path, libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC, mode) as c_int;
     before = |_p| 0;
-    after = |r| record::open(r, &path_str(path), "creat64", errno());
+    after = |r| record::open(r, path_str(path), "creat64", errno());
 }
 interpose! {
     fn fopen(path: *const c_char, mode: *const c_char) -> *mut FILE;
     fallback = enosys(std::ptr::null_mut());
     before = |_p| 0;
-    after = |r| record::open(if r.is_null() { -1 } else { libc::fileno(r) }, &path_str(path), "fopen", errno());
+    after = |r| record::open(if r.is_null() { -1 } else { libc::fileno(r) }, path_str(path), "fopen", errno());
 }
 interpose! {
     fn fopen64(path: *const c_char, mode: *const c_char) -> *mut FILE;
     fallback = enosys(std::ptr::null_mut());
     before = |_p| 0;
-    after = |r| record::open(if r.is_null() { -1 } else { libc::fileno(r) }, &path_str(path), "fopen64", errno());
+    after = |r| record::open(if r.is_null() { -1 } else { libc::fileno(r) }, path_str(path), "fopen64", errno());
 }
 interpose! {
     fn fclose(stream: *mut FILE) -> c_int;

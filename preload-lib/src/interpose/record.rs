@@ -5,13 +5,11 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 
-use serde_json::{Map, Value};
-
 use super::fdtable::{
     self, F_ACCEPTED, F_LISTEN, F_LOGFILE, F_LOGFILE_CHECKED, F_NOT_HTTP, HttpConn, Info, Kind,
     PendingReq, Slot,
 };
-use crate::events::{self, Event};
+use crate::events::{self, Fields};
 use crate::metrics::format::{Kind as MK, Metric, Tag};
 use crate::metrics::{self, AGG};
 use crate::proto::http::Message;
@@ -36,14 +34,6 @@ pub fn own_fd(fd: i32) -> bool {
 #[inline]
 pub fn want_timing(fd: i32) -> bool {
     metrics::on(metrics::FS) && fdtable::kind(fd) == Kind::File
-}
-
-fn ts_to_events_time() -> f64 {
-    metrics::now_f64()
-}
-
-fn base_data() -> Map<String, Value> {
-    Map::new()
 }
 
 /// Kind of `fd`, classifying an fd we have not seen open (inherited, or created by a
@@ -208,10 +198,10 @@ fn net_error(op: &'static str, class: usize) {
 }
 
 /// A file was opened (`ret` is the fd, or -1 with `err`).
-pub fn open(ret: i32, path: &str, op: &'static str, err: i32) {
+pub fn open(ret: i32, mut path: String, op: &'static str, err: i32) {
     if ret < 0 {
         let _ = err;
-        fs_error(op, 0, path);
+        fs_error(op, 0, &path);
         return;
     }
     if own_fd(ret) {
@@ -224,10 +214,19 @@ pub fn open(ret: i32, path: &str, op: &'static str, err: i32) {
         }
         return;
     };
+    // The slot takes the path; a copy only when a metric line or an event names it.
+    let named = events::on(events::FS)
+        || metrics::on(metrics::FS) && metrics::indiv(metrics::INDIV_FS_OPEN);
+    let path_for_slot = if named {
+        path.clone()
+    } else {
+        std::mem::take(&mut path)
+    };
+    let path = path.as_str();
     s.reset(
         Kind::File,
         Info {
-            path: path.to_string(),
+            path: path_for_slot,
             op,
             ..Default::default()
         },
@@ -251,33 +250,32 @@ pub fn open(ret: i32, path: &str, op: &'static str, err: i32) {
             AGG.fs_open.add(1);
         }
     }
-    if events::want(events::FS) {
-        let mut d = base_data();
+    if let Some(time) = events::want_at(events::FS) {
+        // Fields in key order (no sorting needed).
+        let mut d = Fields::new();
         let id = events::ident::ident();
-        d.insert("proc".into(), id.procname.clone().into());
-        d.insert("pid".into(), events::ident::pid().into());
-        d.insert("host".into(), id.host.clone().into());
-        d.insert("file".into(), path.into());
-        // SAFETY: getters without preconditions.
-        d.insert("proc_uid".into(), unsafe { libc::getuid() }.into());
-        d.insert("proc_gid".into(), unsafe { libc::getgid() }.into());
+        d.add("file", path);
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: valid out-pointer.
         if unsafe { libc::fstat(ret, &mut st) } == 0 {
-            d.insert("file_perms".into(), (st.st_mode & 0o7777).into());
-            d.insert("file_owner".into(), st.st_uid.into());
-            d.insert("file_group".into(), st.st_gid.into());
+            d.add("file_group", st.st_gid);
+            d.add("file_owner", st.st_uid);
+            d.add("file_perms", st.st_mode & 0o7777);
         }
-        d.insert("op".into(), op.into());
-        events::emit(
+        d.add("host", id.host_field());
+        d.add("op", op);
+        d.add("pid", events::ident::pid());
+        d.add("proc", id.procname_field());
+        // SAFETY: getters without preconditions.
+        d.add("proc_gid", unsafe { libc::getgid() });
+        d.add("proc_uid", unsafe { libc::getuid() });
+        events::emit_fields(
             events::FS,
-            Event {
-                sourcetype: "fs",
-                source: "fs.open".into(),
-                channel: s.channel.load(Relaxed),
-                data: d,
-                time: ts_to_events_time(),
-            },
+            "fs",
+            "fs.open",
+            s.channel.load(Relaxed),
+            time,
+            &mut d,
         );
     }
 }
@@ -318,28 +316,26 @@ pub fn close(fd: i32, op: &'static str) {
                 AGG.fs_close.add(1);
             }
         }
-        if events::want(events::FS) {
+        if let Some(time) = events::want_at(events::FS) {
             let id = events::ident::ident();
-            let mut d = base_data();
-            d.insert("proc".into(), id.procname.clone().into());
-            d.insert("pid".into(), events::ident::pid().into());
-            d.insert("host".into(), id.host.clone().into());
-            d.insert("file".into(), path.into());
-            d.insert("file_read_bytes".into(), rb.into());
-            d.insert("file_read_ops".into(), ro.into());
-            d.insert("file_write_bytes".into(), wb.into());
-            d.insert("file_write_ops".into(), wo.into());
-            d.insert("duration".into(), (dur_ns / 1_000_000).into());
-            d.insert("op".into(), op.into());
-            events::emit(
+            let mut d = Fields::new();
+            d.add("duration", dur_ns / 1_000_000);
+            d.add("file", &path);
+            d.add("file_read_bytes", rb);
+            d.add("file_read_ops", ro);
+            d.add("file_write_bytes", wb);
+            d.add("file_write_ops", wo);
+            d.add("host", id.host_field());
+            d.add("op", op);
+            d.add("pid", events::ident::pid());
+            d.add("proc", id.procname_field());
+            events::emit_fields(
                 events::FS,
-                Event {
-                    sourcetype: "fs",
-                    source: "fs.close".into(),
-                    channel: s.channel.load(Relaxed),
-                    data: d,
-                    time: ts_to_events_time(),
-                },
+                "fs",
+                "fs.close",
+                s.channel.load(Relaxed),
+                time,
+                &mut d,
             );
         }
         return;
@@ -364,45 +360,37 @@ pub fn close(fd: i32, op: &'static str) {
         AGG.net_dur_ms.add(dur_ns / 1_000_000);
         AGG.net_dur_ops.add(1);
     }
-    if events::want(events::NET) && connected {
-        let mut d = net_data(kind, local, peer, &path);
-        d.insert("duration".into(), (dur_ns / 1_000_000).into());
-        d.insert("net_bytes_sent".into(), wb.into());
-        d.insert("net_bytes_recv".into(), rb.into());
-        d.insert("net_close_reason".into(), "local".into());
-        events::emit(
+    if connected && let Some(time) = events::want_at(events::NET) {
+        let mut d = Fields::new();
+        d.add("duration", dur_ns / 1_000_000);
+        d.add("net_bytes_recv", rb);
+        d.add("net_bytes_sent", wb);
+        d.add("net_close_reason", "local");
+        net_data(&mut d, kind, local, peer);
+        events::emit_fields(
             events::NET,
-            Event {
-                sourcetype: "net",
-                source: "net.close".into(),
-                channel: s.channel.load(Relaxed),
-                data: d,
-                time: ts_to_events_time(),
-            },
+            "net",
+            "net.close",
+            s.channel.load(Relaxed),
+            time,
+            &mut d,
         );
     }
 }
 
-fn net_data(
-    kind: Kind,
-    local: Option<SocketAddr>,
-    peer: Option<SocketAddr>,
-    path: &str,
-) -> Map<String, Value> {
-    let mut d = base_data();
-    d.insert("net_transport".into(), kind.transport().into());
-    if let Some(p) = peer {
-        d.insert("net_peer_ip".into(), p.ip().to_string().into());
-        d.insert("net_peer_port".into(), p.port().into());
-    }
+/// The connection fields of net and http events, in key order (callers add theirs
+/// before, to keep the fields sorted). A unix socket's path is not in AppScope's net
+/// schemas as a field of its own.
+fn net_data(d: &mut Fields<'_>, kind: Kind, local: Option<SocketAddr>, peer: Option<SocketAddr>) {
     if let Some(l) = local {
-        d.insert("net_host_ip".into(), l.ip().to_string().into());
-        d.insert("net_host_port".into(), l.port().into());
+        d.add("net_host_ip", l.ip());
+        d.add("net_host_port", l.port());
     }
-    if matches!(kind, Kind::UnixStream | Kind::UnixDgram) && !path.is_empty() {
-        // Not in AppScope's net schemas as a field of its own; the path goes nowhere.
+    if let Some(p) = peer {
+        d.add("net_peer_ip", p.ip());
+        d.add("net_peer_port", p.port());
     }
-    d
+    d.add("net_transport", kind.transport());
 }
 
 /// A socket was created.
@@ -461,9 +449,9 @@ fn connection_metric(
 }
 
 fn net_open_report(s: &Slot, fd: i32, kind: Kind, op: &'static str) {
-    let (local, peer, path) = {
+    let (local, peer) = {
         let i = s.info();
-        (i.local, i.peer, i.path.clone())
+        (i.local, i.peer)
     };
     if metrics::on(metrics::NET) {
         if metrics::indiv(metrics::INDIV_NET_OPEN) {
@@ -472,17 +460,16 @@ fn net_open_report(s: &Slot, fd: i32, kind: Kind, op: &'static str) {
             AGG.net_open.add(1);
         }
     }
-    if events::want(events::NET) {
-        let d = net_data(kind, local, peer, &path);
-        events::emit(
+    if let Some(time) = events::want_at(events::NET) {
+        let mut d = Fields::new();
+        net_data(&mut d, kind, local, peer);
+        events::emit_fields(
             events::NET,
-            Event {
-                sourcetype: "net",
-                source: "net.open".into(),
-                channel: s.channel.load(Relaxed),
-                data: d,
-                time: ts_to_events_time(),
-            },
+            "net",
+            "net.open",
+            s.channel.load(Relaxed),
+            time,
+            &mut d,
         );
     }
 }
@@ -992,7 +979,9 @@ pub fn opaque_write(fd: i32, n: isize, op: &'static str) {
 }
 
 fn http_feed(s: &Slot, kind: Kind, dir: Dir, n: usize, bufs: Bytes<'_>) {
-    let mut msgs = Vec::new();
+    // One message per call is the rule: it is kept inline, any more in a Vec.
+    let mut first = None;
+    let mut more = Vec::new();
     let (local, peer, not_http) = {
         let mut i = s.info();
         let h = i.http.get_or_insert_with(|| Box::new(HttpConn::default()));
@@ -1006,7 +995,13 @@ fn http_feed(s: &Slot, kind: Kind, dir: Dir, n: usize, bufs: Bytes<'_>) {
             let take = b.len().min(left);
             left -= take;
             if take > 0 {
-                stream.feed(&b[..take], &mut |m| msgs.push(m));
+                stream.feed(&b[..take], &mut |m| {
+                    if first.is_none() {
+                        first = Some(m);
+                    } else {
+                        more.push(m);
+                    }
+                });
             }
         });
         let not_http = h.rx.is_not_http() && h.tx.is_not_http()
@@ -1014,12 +1009,15 @@ fn http_feed(s: &Slot, kind: Kind, dir: Dir, n: usize, bufs: Bytes<'_>) {
             || (h.tx.is_not_http() && dir == Dir::Write && h.pending.is_none());
         (i.local, i.peer, not_http)
     };
-    if not_http && msgs.is_empty() {
-        s.set_flag(F_NOT_HTTP);
-        s.info().http = None;
+    let Some(m) = first else {
+        if not_http {
+            s.set_flag(F_NOT_HTTP);
+            s.info().http = None;
+        }
         return;
-    }
-    for m in msgs {
+    };
+    http_message(s, kind, dir, m, local, peer);
+    for m in more {
         http_message(s, kind, dir, m, local, peer);
     }
 }
@@ -1033,37 +1031,29 @@ fn http_message(
     peer: Option<SocketAddr>,
 ) {
     let now = metrics::mono_ns();
-    let time = ts_to_events_time();
     let channel = s.channel.load(Relaxed);
     match m {
         Message::Request(r) => {
             let server = dir == Dir::Read;
-            if events::want(events::HTTP) {
-                let mut d = net_data(kind, local, peer, "");
-                d.insert("http_method".into(), r.method.clone().into());
-                d.insert("http_target".into(), r.target.clone().into());
-                d.insert("http_flavor".into(), r.flavor.clone().into());
-                d.insert("http_scheme".into(), "http".into());
-                if let Some(h) = &r.host {
-                    d.insert("http_host".into(), h.clone().into());
-                }
-                if let Some(u) = &r.user_agent {
-                    d.insert("http_user_agent".into(), u.clone().into());
-                }
+            if let Some(time) = events::want_at(events::HTTP) {
+                // Fields in key order (headers may add others, then they get sorted).
+                let mut d = Fields::new();
                 if let Some(x) = &r.x_forwarded_for {
-                    d.insert("http_client_ip".into(), x.clone().into());
+                    d.add("http_client_ip", x);
                 }
+                d.add("http_flavor", &r.flavor);
+                if let Some(h) = &r.host {
+                    d.add("http_host", h);
+                }
+                d.add("http_method", &r.method);
+                d.add("http_scheme", "http");
+                d.add("http_target", &r.target);
+                if let Some(u) = &r.user_agent {
+                    d.add("http_user_agent", u);
+                }
+                net_data(&mut d, kind, local, peer);
                 events::http_headers(&mut d, &r.headers);
-                events::emit(
-                    events::HTTP,
-                    Event {
-                        sourcetype: "http",
-                        source: "http.req".into(),
-                        channel,
-                        data: d,
-                        time,
-                    },
-                );
+                events::emit_fields(events::HTTP, "http", "http.req", channel, time, &mut d);
             }
             let mut i = s.info();
             if let Some(h) = i.http.as_mut() {
@@ -1084,46 +1074,41 @@ fn http_message(
                 .as_ref()
                 .map(|p| now.saturating_sub(p.t0_ns) as f64 / 1e6);
             let server = pending.as_ref().map_or(dir == Dir::Write, |p| p.server);
-            if events::want(events::HTTP) {
-                let mut d = net_data(kind, local, peer, "");
-                if let Some(p) = &pending {
-                    d.insert("http_method".into(), p.method.clone().into());
-                    d.insert("http_target".into(), p.target.clone().into());
-                    if let Some(h) = &p.host {
-                        d.insert("http_host".into(), h.clone().into());
-                    }
-                    if let Some(u) = &p.user_agent {
-                        d.insert("http_user_agent".into(), u.clone().into());
-                    }
+            if let Some(time) = events::want_at(events::HTTP) {
+                // Fields in key order (headers may add others, then they get sorted).
+                let mut d = Fields::new();
+                let dur = dur_ms.map(|ms| ms.round() as u64);
+                if let Some(ms) = dur.filter(|_| !server) {
+                    d.add("http_client_duration", ms);
                 }
-                d.insert("http_scheme".into(), "http".into());
-                d.insert("http_flavor".into(), r.flavor.clone().into());
-                d.insert("http_status_code".into(), r.status.into());
-                let text = crate::proto::http::reason_phrase(r.status)
-                    .map_or_else(|| r.status_text.clone(), str::to_string);
-                d.insert("http_status_text".into(), text.into());
-                if let Some(ms) = dur_ms {
-                    let key = if server {
-                        "http_server_duration"
-                    } else {
-                        "http_client_duration"
-                    };
-                    d.insert(key.into(), (ms.round() as u64).into());
+                d.add("http_flavor", &r.flavor);
+                let p = pending.as_ref();
+                if let Some(h) = p.and_then(|p| p.host.as_ref()) {
+                    d.add("http_host", h);
+                }
+                if let Some(p) = p {
+                    d.add("http_method", &p.method);
                 }
                 if let Some(cl) = r.content_length {
-                    d.insert("http_response_content_length".into(), cl.into());
+                    d.add("http_response_content_length", cl);
                 }
+                d.add("http_scheme", "http");
+                if let Some(ms) = dur.filter(|_| server) {
+                    d.add("http_server_duration", ms);
+                }
+                d.add("http_status_code", r.status);
+                let text =
+                    crate::proto::http::reason_phrase(r.status).unwrap_or(r.status_text.as_str());
+                d.add("http_status_text", text);
+                if let Some(p) = p {
+                    d.add("http_target", &p.target);
+                }
+                if let Some(u) = p.and_then(|p| p.user_agent.as_ref()) {
+                    d.add("http_user_agent", u);
+                }
+                net_data(&mut d, kind, local, peer);
                 events::http_headers(&mut d, &r.headers);
-                events::emit(
-                    events::HTTP,
-                    Event {
-                        sourcetype: "http",
-                        source: "http.resp".into(),
-                        channel,
-                        data: d,
-                        time,
-                    },
-                );
+                events::emit_fields(events::HTTP, "http", "http.resp", channel, time, &mut d);
             }
             let target = pending.as_ref().map_or("", |p| p.target.as_str());
             metrics::record_http(&metrics::HttpSample {
@@ -1157,18 +1142,16 @@ pub fn dns(name: &str) {
             AGG.dns_req.add(1);
         }
     }
-    if events::want(events::DNS) {
-        let mut d = base_data();
-        d.insert("domain".into(), name.into());
-        events::emit(
+    if let Some(time) = events::want_at(events::DNS) {
+        let mut d = Fields::new();
+        d.add("domain", name);
+        events::emit_fields(
             events::DNS,
-            Event {
-                sourcetype: "dns",
-                source: "dns.req".into(),
-                channel: events::new_channel(),
-                data: d,
-                time: ts_to_events_time(),
-            },
+            "dns",
+            "dns.req",
+            events::new_channel(),
+            time,
+            &mut d,
         );
     }
 }
@@ -1247,21 +1230,19 @@ pub fn unlink(path: &str, op: &'static str) {
         return;
     }
     let id = events::ident::ident();
-    let mut d = base_data();
-    d.insert("proc".into(), id.procname.clone().into());
-    d.insert("pid".into(), events::ident::pid().into());
-    d.insert("host".into(), id.host.clone().into());
-    d.insert("op".into(), op.into());
-    d.insert("file".into(), path.into());
-    d.insert("unit".into(), "operation".into());
-    events::emit(
+    let mut d = Fields::new();
+    d.add("file", path);
+    d.add("host", id.host_field());
+    d.add("op", op);
+    d.add("pid", events::ident::pid());
+    d.add("proc", id.procname_field());
+    d.add("unit", "operation");
+    events::emit_fields(
         events::FS,
-        Event {
-            sourcetype: "fs",
-            source: "fs.delete".into(),
-            channel: events::new_channel(),
-            data: d,
-            time: ts_to_events_time(),
-        },
+        "fs",
+        "fs.delete",
+        events::new_channel(),
+        metrics::now_f64(),
+        &mut d,
     );
 }
