@@ -35,6 +35,8 @@ fn scoped_http_server_ps_inspect_connected_and_update() {
             "http.server",
         ])
         .args([&http_port, "--bind", "127.0.0.1"])
+        // A bad value in the environment: ignored, and shown by inspect.
+        .env("SCOPE_METRIC_VERBOSITY", "loud")
         .stdout(Stdio::null())
         .stderr(Stdio::null()),
     );
@@ -72,6 +74,12 @@ fn scoped_http_server_ps_inspect_connected_and_update() {
     let human = text(&s.run(&["inspect", &pid.to_string()]).stdout);
     assert!(
         human.contains("Interfaces:") && human.contains("Config in effect:"),
+        "{human}"
+    );
+    let problems = i["status"]["doc"]["config_problems"].to_string();
+    assert!(problems.contains("SCOPE_METRIC_VERBOSITY"), "{i}");
+    assert!(
+        human.contains("Config problems at start") && human.contains("SCOPE_METRIC_VERBOSITY"),
         "{human}"
     );
 

@@ -243,6 +243,12 @@ pub fn inspect_text(i: &Inspection) -> String {
         {
             s.push_str(&format!("  {l}\n"));
         }
+        if !d.config_problems.is_empty() {
+            s.push_str("\nConfig problems at start (ignored settings):\n");
+            for p in &d.config_problems {
+                s.push_str(&format!("  {p}\n"));
+            }
+        }
         if let Some(lc) = &d.last_command {
             s.push_str(&format!("\nLast command file: {}\n", lc.file));
             s.push_str(&format!(

@@ -73,6 +73,7 @@ pub struct StatusDoc {
     pub config: Value,
     pub interfaces: Vec<InterfaceStatus>,
     pub last_command: Option<LastCommand>,
+    pub config_problems: Vec<String>,
 }
 
 /// A status file as read, with its age.

@@ -33,6 +33,11 @@ pub struct StatusFile {
     pub interfaces: Vec<Interface>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_command: Option<LastCommand>,
+    /// What was wrong in the config at start (`scope.yml` and `SCOPE_*` env): unknown
+    /// keys, bad values, unreadable files. Each was ignored (the default or the previous
+    /// source's value applies).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config_problems: Vec<String>,
 }
 
 /// One transport's state (AppScope's `interfaces` entry plus counters).

@@ -35,6 +35,7 @@ fn sample(pid: i64) -> StatusFile {
             }],
             at: status::now_rfc3339(),
         }),
+        config_problems: vec!["scope.yml: unknown key metric.bogus (ignored)".into()],
     }
 }
 

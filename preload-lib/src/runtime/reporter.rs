@@ -27,8 +27,11 @@ struct State {
     last_command: Option<LastCommand>,
     /// Last refused command file + reason, so a file left in place is logged once.
     last_refusal: Option<String>,
-    /// Problems found while loading the config at start (logged once).
+    /// Problems found while loading the config at start (logged once, and kept in the
+    /// status file).
     load_diagnostics: Vec<String>,
+    /// They were logged.
+    diagnostics_logged: bool,
     /// The environment at start (`SCOPE_CONF_RELOAD` reloads with it).
     env: Vec<(String, String)>,
 }
@@ -112,14 +115,18 @@ fn scope_env() -> Vec<(String, String)> {
 /// In a forked child: fresh state (locks of the parent's thread may be held).
 pub(crate) fn after_fork_child() {
     let old = reporter();
-    let env = old
+    // The child's config is the parent's: same environment, same problems (already
+    // logged by the parent).
+    let (env, load_diagnostics) = old
         .state
         .try_lock()
-        .map(|s| s.env.clone())
+        .map(|s| (s.env.clone(), s.load_diagnostics.clone()))
         .unwrap_or_default();
     let r = Box::into_raw(Box::new(Reporter {
         state: Mutex::new(State {
             env,
+            load_diagnostics,
+            diagnostics_logged: true,
             ..State::default()
         }),
         tick: Mutex::new(()),
@@ -247,7 +254,15 @@ fn run() {
         transport::service(Instant::now() + Duration::from_millis(50));
         // Then what the constructor left to this thread.
         super::configure_crash_fully();
-        let diags = std::mem::take(&mut state().load_diagnostics);
+        let diags = {
+            let mut s = state();
+            if s.diagnostics_logged {
+                Vec::new()
+            } else {
+                s.diagnostics_logged = true;
+                s.load_diagnostics.clone()
+            }
+        };
         for d in diags {
             log(LogLevel::Warning, &format!("config: {d}"));
         }
@@ -392,12 +407,16 @@ fn apply_command_file() {
 fn write_status() {
     let cfg = config();
     let links = transport::status();
-    let last = state().last_command.clone();
+    let (last, problems) = {
+        let s = state();
+        (s.last_command.clone(), s.load_diagnostics.clone())
+    };
     if let Err(e) = status::write(
         proc_info(),
         &cfg,
         &links,
         last.as_ref(),
+        &problems,
         procinfo::now_unix(),
     ) {
         let dir = cfg
@@ -444,13 +463,14 @@ pub(crate) fn at_exit() {
         && let Ok(s) = r.state.try_lock()
         && let Some(links) = transport::try_status()
     {
-        let last = s.last_command.clone();
+        let (last, problems) = (s.last_command.clone(), s.load_diagnostics.clone());
         drop(s);
         let _ = status::write(
             proc_info(),
             &cfg,
             &links,
             last.as_ref(),
+            &problems,
             procinfo::now_unix(),
         );
     }

@@ -19,6 +19,7 @@ pub fn build(
     cfg: &Config,
     links: &[LinkStatus],
     last_command: Option<&LastCommand>,
+    config_problems: &[String],
     now: f64,
 ) -> StatusFile {
     StatusFile {
@@ -45,6 +46,7 @@ pub fn build(
             })
             .collect(),
         last_command: last_command.cloned(),
+        config_problems: config_problems.to_vec(),
     }
 }
 
@@ -55,6 +57,7 @@ pub fn write(
     cfg: &Config,
     links: &[LinkStatus],
     last_command: Option<&LastCommand>,
+    config_problems: &[String],
     now: f64,
 ) -> std::io::Result<()> {
     let Some(dir) = cfg.status_dir.as_ref() else {
@@ -63,6 +66,6 @@ pub fn write(
     if dir.as_os_str().is_empty() {
         return Ok(());
     }
-    let s = build(pi, cfg, links, last_command, now);
+    let s = build(pi, cfg, links, last_command, config_problems, now);
     scope_config::status::write_atomic(dir, &s)
 }
