@@ -769,29 +769,18 @@ fn read_proc_figures() -> ProcFigures {
         })
         .unwrap_or(0)
         * page_kib;
-    let threads = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("Threads:")
-                    .and_then(|v| v.trim().parse().ok())
-            })
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let threads = status
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Threads:")
+                .and_then(|v| v.trim().parse().ok())
         })
         .unwrap_or(1);
     let fds = std::fs::read_dir("/proc/self/fd")
         .map(|d| d.count() as u64)
         .unwrap_or(0);
-    let children = std::fs::read_dir("/proc/self/task")
-        .map(|d| {
-            d.flatten()
-                .map(|t| {
-                    std::fs::read_to_string(t.path().join("children"))
-                        .map(|s| s.split_whitespace().count() as u64)
-                        .unwrap_or(0)
-                })
-                .sum()
-        })
-        .unwrap_or(0);
+    let children = crate::runtime::procinfo::children_count(&status);
     ProcFigures {
         cpu_us,
         cpu_perc,

@@ -16,7 +16,7 @@ pub mod status;
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU64, Ordering};
 
 use arc_swap::ArcSwapOption;
 use scope_config::Config;
@@ -68,6 +68,24 @@ pub fn internal_counter() -> *const Cell<u32> {
 /// Marks the calling thread as the library's own for its whole life.
 fn mark_thread_internal() {
     let _ = INTERNAL.try_with(|c| c.set(1 << 30));
+}
+
+/// Thread id of the library's background thread in this process (0: none yet).
+static LIB_TID: AtomicI32 = AtomicI32::new(0);
+
+/// Records the calling thread as the library's background thread.
+fn set_library_tid() {
+    // SAFETY: gettid has no preconditions (the syscall: glibc's wrapper needs 2.30).
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) } as i32;
+    LIB_TID.store(tid, Ordering::Release);
+}
+
+/// Thread id of the library's background thread in this process, if it runs.
+pub(crate) fn library_tid() -> Option<i32> {
+    match LIB_TID.load(Ordering::Acquire) {
+        0 => None,
+        t => Some(t),
+    }
 }
 
 // ---- state ---------------------------------------------------------------------------
@@ -322,6 +340,8 @@ unsafe extern "C" fn atfork_child() {
             return;
         }
         let _g = internal();
+        // The parent's background thread does not exist here.
+        LIB_TID.store(0, Ordering::Release);
         procinfo::after_fork_child();
         transport::after_fork_child();
         let _ = catch_unwind(crate::metrics::reset_after_fork);
@@ -389,6 +409,19 @@ mod tests {
             assert!(is_internal());
         }
         assert!(!is_internal());
+    }
+
+    #[test]
+    fn library_tid_is_the_background_thread() {
+        let tid = std::thread::spawn(|| {
+            set_library_tid();
+            library_tid()
+        })
+        .join()
+        .unwrap();
+        assert!(tid.is_some_and(|t| t > 0 && t as u32 != std::process::id()));
+        LIB_TID.store(0, Ordering::Release);
+        assert_eq!(library_tid(), None);
     }
 
     #[test]

@@ -204,9 +204,152 @@ pub fn user_group(uid: u32, gid: u32) -> (String, String) {
     )
 }
 
+/// Children of the process (the `proc.child` metric): the sum of the `children` files of
+/// its threads. `status` is the text of `/proc/self/status`, which the caller has read.
+///
+/// A process without children (most short-lived ones) is told by one `waitid` that
+/// reaps nothing, without touching `/proc/self/task`. When the process is its (live) main thread plus the library's thread, only the main
+/// thread's file is read, without listing `/proc/self/task`: the library's thread never
+/// forks, and a child's parent thread exiting hands it to the first live thread of the
+/// group, the main thread here, so the library's thread has none. Listing the directory
+/// (or opening anything under the library thread's entry) would create procfs dentries
+/// for the library's thread, and when the process exits the kernel's invalidation of
+/// them races the parent's `wait()`, costing the parent ~1.5 ms of system time per
+/// process (measured on Linux 6.18).
+pub fn children_count(status: &str) -> u64 {
+    if !may_have_children() {
+        return 0;
+    }
+    if let Some(leader) = only_leader_and_library_thread(status, super::library_tid()) {
+        return children_of(leader);
+    }
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| {
+            d.flatten()
+                .map(|t| {
+                    std::fs::read_to_string(t.path().join("children"))
+                        .map(|s| s.split_whitespace().count() as u64)
+                        .unwrap_or(0)
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// False when the process certainly has no child, of any of its threads and in any
+/// state: `waitid(P_ALL, WNOHANG | WNOWAIT)` fails with ECHILD (it waits for the children
+/// of every thread of the group and consumes nothing). A process that traces others
+/// (whose tracees count for waitid) answers true: the caller then reads /proc.
+fn may_have_children() -> bool {
+    // SAFETY: waitid with a local siginfo out-parameter and no rusage; errno is restored
+    // (this runs on application threads, e.g. at exit).
+    unsafe {
+        let errno = libc::__errno_location();
+        let saved = *errno;
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let r = libc::syscall(
+            libc::SYS_waitid,
+            libc::P_ALL,
+            0,
+            &mut info as *mut libc::siginfo_t,
+            libc::WNOHANG
+                | libc::WNOWAIT
+                | libc::WEXITED
+                | libc::WSTOPPED
+                | libc::WCONTINUED
+                | libc::__WALL,
+            std::ptr::null_mut::<libc::rusage>(),
+        );
+        let none = r == -1 && *errno == libc::ECHILD;
+        *errno = saved;
+        !none
+    }
+}
+
+/// The main thread's id when `status` says the process has two threads, the main thread
+/// is alive (not a zombie after `pthread_exit`) and the library's thread runs (so the
+/// other thread is the library's: it is never the main thread).
+fn only_leader_and_library_thread(status: &str, library_tid: Option<i32>) -> Option<i32> {
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+    };
+    let threads = field("Threads:")?.parse::<u32>().ok()?;
+    let state = field("State:")?;
+    let lib = library_tid?;
+    // SAFETY: trivial syscall.
+    let pid = unsafe { libc::getpid() };
+    let alive = !(state.starts_with('Z') || state.starts_with('X'));
+    (threads == 2 && alive && lib != pid).then_some(pid)
+}
+
+/// Number of children of thread `tid` of this process.
+fn children_of(tid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/children"))
+        .map(|s| s.split_whitespace().count() as u64)
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn children_fast_path_only_for_leader_plus_library_thread() {
+        let pid = std::process::id() as i32;
+        let st = |threads: u32, state: &str| {
+            format!("Name:\tx\nState:\t{state}\nTgid:\t{pid}\nThreads:\t{threads}\n")
+        };
+        let lib = Some(pid + 1);
+        assert_eq!(
+            only_leader_and_library_thread(&st(2, "S (sleeping)"), lib),
+            Some(pid)
+        );
+        assert_eq!(
+            only_leader_and_library_thread(&st(2, "R (running)"), lib),
+            Some(pid)
+        );
+        // More threads, no library thread, a zombie main thread, unreadable status.
+        assert_eq!(
+            only_leader_and_library_thread(&st(3, "S (sleeping)"), lib),
+            None
+        );
+        assert_eq!(
+            only_leader_and_library_thread(&st(2, "S (sleeping)"), None),
+            None
+        );
+        assert_eq!(
+            only_leader_and_library_thread(&st(2, "Z (zombie)"), lib),
+            None
+        );
+        assert_eq!(
+            only_leader_and_library_thread(&st(1, "S (sleeping)"), lib),
+            None
+        );
+        assert_eq!(only_leader_and_library_thread("", lib), None);
+    }
+
+    #[test]
+    fn children_of_counts_this_threads_children() {
+        // SAFETY: trivial syscall.
+        let tid = unsafe { libc::syscall(libc::SYS_gettid) } as i32;
+        assert_eq!(children_of(tid), 0);
+        let mut a = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let mut b = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        assert_eq!(children_of(tid), 2);
+        assert!(may_have_children());
+        // The full listing sees them too (other tests' children may add to it).
+        assert!(children_count("") >= 2);
+        let _ = (a.kill(), b.kill(), a.wait(), b.wait());
+    }
 
     #[test]
     fn cmdline_parsing() {

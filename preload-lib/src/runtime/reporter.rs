@@ -241,6 +241,7 @@ fn run() {
     // SAFETY: setting this thread's own mask (already inherited; this makes it certain).
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &mask, std::ptr::null_mut()) };
     super::mark_thread_internal();
+    super::set_library_tid();
     transport::set_worker(std::thread::current());
     let _ = catch_unwind(AssertUnwindSafe(|| {
         // First the destinations and the start message, then connect and send at once:
