@@ -88,6 +88,47 @@ pub(crate) fn library_tid() -> Option<i32> {
     }
 }
 
+// ---- fork-safe lazy values --------------------------------------------------------------
+
+/// A value computed on first use and kept for the life of the process, without a lock:
+/// concurrent first callers each compute it and one result wins. Unlike `OnceLock`, a
+/// process forked while another thread is computing it does not wait forever for a
+/// thread that does not exist in the child: the child computes its own.
+pub(crate) struct Lazy<T> {
+    p: std::sync::atomic::AtomicPtr<T>,
+}
+
+impl<T: Send + Sync> Lazy<T> {
+    pub(crate) const fn new() -> Lazy<T> {
+        Lazy {
+            p: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
+        }
+    }
+
+    pub(crate) fn get_or_init(&'static self, f: impl FnOnce() -> T) -> &'static T {
+        let p = self.p.load(Ordering::Acquire);
+        // SAFETY: only leaked Boxes are stored, never freed.
+        if let Some(v) = unsafe { p.as_ref() } {
+            return v;
+        }
+        let new = Box::into_raw(Box::new(f()));
+        match self.p.compare_exchange(
+            std::ptr::null_mut(),
+            new,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            // SAFETY: `new` was just leaked and is now published.
+            Ok(_) => unsafe { &*new },
+            Err(existing) => {
+                // SAFETY: `new` was never published; `existing` is a leaked Box.
+                drop(unsafe { Box::from_raw(new) });
+                unsafe { &*existing }
+            }
+        }
+    }
+}
+
 // ---- state ---------------------------------------------------------------------------
 
 const UNINIT: u8 = 0;
@@ -409,6 +450,57 @@ mod tests {
             assert!(is_internal());
         }
         assert!(!is_internal());
+    }
+
+    #[test]
+    fn lazy_is_computed_once() {
+        static L: Lazy<String> = Lazy::new();
+        let a = L.get_or_init(|| "a".to_string());
+        let b = L.get_or_init(|| "b".to_string());
+        assert_eq!((a.as_str(), b.as_str()), ("a", "a"));
+        assert!(std::ptr::eq(a, b));
+    }
+
+    /// A child forked while another thread computes the value gets one (a `OnceLock`
+    /// being initialised at fork time hangs the child forever).
+    #[test]
+    fn lazy_after_fork_during_init_does_not_hang() {
+        static L: Lazy<u32> = Lazy::new();
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            *L.get_or_init(|| {
+                started_tx.send(()).unwrap();
+                let _ = release_rx.recv();
+                1
+            })
+        });
+        started_rx.recv().unwrap();
+        // SAFETY: the child only reads an atomic, allocates and exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let v = *L.get_or_init(|| 2);
+            unsafe { libc::_exit(if v == 2 { 0 } else { 1 }) };
+        }
+        assert!(pid > 0);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let mut st = 0;
+        loop {
+            // SAFETY: waiting for our own child.
+            let r = unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) };
+            if r == pid {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                panic!("forked child hung in Lazy::get_or_init");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0);
+        release_tx.send(()).unwrap();
+        assert_eq!(t.join().unwrap(), 1);
+        assert_eq!(*L.get_or_init(|| 3), 1);
     }
 
     #[test]

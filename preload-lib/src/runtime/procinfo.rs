@@ -186,7 +186,8 @@ pub fn name_for_id(file_content: &str, id: u32) -> Option<String> {
 /// User and group names of this process's uid and gid, read once (the start message and
 /// the `proc.start` metric both need them).
 pub fn user_group_cached() -> &'static (String, String) {
-    static NAMES: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    // Fork-safe (see `Lazy`): computed by the background thread at start.
+    static NAMES: super::Lazy<(String, String)> = super::Lazy::new();
     NAMES.get_or_init(|| {
         let pi = get();
         user_group(pi.uid, pi.gid)

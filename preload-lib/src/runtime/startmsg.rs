@@ -1,13 +1,11 @@
 //! The process-start message (`{"format":"ndjson","info":{"process",...}}`), sent first
 //! on every new events connection and again after each config change.
 
-use std::sync::OnceLock;
-
 use scope_config::Config;
 use scope_config::effect::{ProcessInfo, start_message};
 
-use super::LIBSCOPE_VERSION;
 use super::procinfo::{self, ProcInfo};
+use super::{LIBSCOPE_VERSION, Lazy};
 
 struct Static {
     username: String,
@@ -17,7 +15,9 @@ struct Static {
     environment: Vec<(String, String)>,
 }
 
-static STATIC: OnceLock<Static> = OnceLock::new();
+/// Not a `OnceLock`: the background thread computes it (reading files) right at start,
+/// and an application forking meanwhile must not leave its child waiting forever.
+static STATIC: Lazy<Static> = Lazy::new();
 
 fn statics(pi: &ProcInfo) -> &'static Static {
     STATIC.get_or_init(|| {
