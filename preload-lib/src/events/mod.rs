@@ -65,35 +65,35 @@ impl Filter {
     /// AppScope's rule: the name regex matches the event's source, and some data field's
     /// name matches the field regex while its value matches the value regex.
     pub fn matches(&self, source: &str, data: &Map<String, Value>) -> bool {
+        self.matches_with(source, data.is_empty(), data.iter(), |v| match v {
+            Value::String(s) => s.as_str().into(),
+            other => other.to_string().into(),
+        })
+    }
+
+    /// [`Filter::matches`] for data held as [`Fields`].
+    pub fn matches_fields(&self, source: &str, data: &Fields<'_>) -> bool {
+        let pairs = data.as_slice().iter().map(|(k, v)| (*k, v));
+        self.matches_with(source, data.is_empty(), pairs, |v| v.text())
+    }
+
+    /// The rule over `(name, value)` pairs; `text` renders a value, only for fields whose
+    /// name matched.
+    fn matches_with<'d, K: AsRef<str>, V: 'd>(
+        &self,
+        source: &str,
+        empty: bool,
+        mut pairs: impl Iterator<Item = (K, &'d V)>,
+        text: impl Fn(&'d V) -> std::borrow::Cow<'d, str>,
+    ) -> bool {
         if !matches_all(&self.name) && !self.name.is_match(source) {
             return false;
         }
-        if data.is_empty() || matches_all(&self.field) && matches_all(&self.value) {
+        if empty || matches_all(&self.field) && matches_all(&self.value) {
             // Any field's name and value match the defaults (`.*` matches every text).
             return true;
         }
-        data.iter().any(|(k, v)| {
-            self.field.is_match(k)
-                && match v {
-                    Value::String(s) => self.value.is_match(s),
-                    other => self.value.is_match(&other.to_string()),
-                }
-        })
-    }
-}
-
-impl Filter {
-    /// [`Filter::matches`] for data held as [`Fields`].
-    pub fn matches_fields(&self, source: &str, data: &Fields<'_>) -> bool {
-        if !matches_all(&self.name) && !self.name.is_match(source) {
-            return false;
-        }
-        if data.is_empty() || matches_all(&self.field) && matches_all(&self.value) {
-            return true;
-        }
-        data.as_slice()
-            .iter()
-            .any(|(k, v)| self.field.is_match(k) && self.value.is_match(&v.text()))
+        pairs.any(|(k, v)| self.field.is_match(k.as_ref()) && self.value.is_match(&text(v)))
     }
 }
 
