@@ -209,8 +209,9 @@ pub fn user_group(uid: u32, gid: u32) -> (String, String) {
 /// its threads. `status` is the text of `/proc/self/status`, which the caller has read.
 ///
 /// A process without children (most short-lived ones) is told by one `waitid` that
-/// reaps nothing, without touching `/proc/self/task`. When the process is its (live) main thread plus the library's thread, only the main
-/// thread's file is read, without listing `/proc/self/task`: the library's thread never
+/// reaps nothing, without touching `/proc/self/task`. When the process is its (live)
+/// main thread plus the library's thread, only the main thread's file is read, without
+/// listing `/proc/self/task`: the library's thread never
 /// forks, and a child's parent thread exiting hands it to the first live thread of the
 /// group, the main thread here, so the library's thread has none. Listing the directory
 /// (or opening anything under the library thread's entry) would create procfs dentries
@@ -227,11 +228,7 @@ pub fn children_count(status: &str) -> u64 {
     std::fs::read_dir("/proc/self/task")
         .map(|d| {
             d.flatten()
-                .map(|t| {
-                    std::fs::read_to_string(t.path().join("children"))
-                        .map(|s| s.split_whitespace().count() as u64)
-                        .unwrap_or(0)
-                })
+                .map(|t| pids_in(&t.path().join("children")))
                 .sum()
         })
         .unwrap_or(0)
@@ -242,11 +239,11 @@ pub fn children_count(status: &str) -> u64 {
 /// of every thread of the group and consumes nothing). A process that traces others
 /// (whose tracees count for waitid) answers true: the caller then reads /proc.
 fn may_have_children() -> bool {
-    // SAFETY: waitid with a local siginfo out-parameter and no rusage; errno is restored
-    // (this runs on application threads, e.g. at exit).
-    unsafe {
-        let errno = libc::__errno_location();
-        let saved = *errno;
+    use crate::interpose::real::{errno, set_errno};
+    // errno is restored: this runs on application threads, e.g. at exit.
+    let saved = errno();
+    // SAFETY: waitid with a local siginfo out-parameter and no rusage.
+    let none = unsafe {
         let mut info: libc::siginfo_t = std::mem::zeroed();
         let r = libc::syscall(
             libc::SYS_waitid,
@@ -261,10 +258,10 @@ fn may_have_children() -> bool {
                 | libc::__WALL,
             std::ptr::null_mut::<libc::rusage>(),
         );
-        let none = r == -1 && *errno == libc::ECHILD;
-        *errno = saved;
-        !none
-    }
+        r == -1 && errno() == libc::ECHILD
+    };
+    set_errno(saved);
+    !none
 }
 
 /// The main thread's id when `status` says the process has two threads, the main thread
@@ -288,7 +285,14 @@ fn only_leader_and_library_thread(status: &str, library_tid: Option<i32>) -> Opt
 
 /// Number of children of thread `tid` of this process.
 fn children_of(tid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/self/task/{tid}/children"))
+    pids_in(std::path::Path::new(&format!(
+        "/proc/self/task/{tid}/children"
+    )))
+}
+
+/// Number of pids in a `children` file (0 when unreadable).
+fn pids_in(children: &std::path::Path) -> u64 {
+    std::fs::read_to_string(children)
         .map(|s| s.split_whitespace().count() as u64)
         .unwrap_or(0)
 }
