@@ -90,7 +90,8 @@ pub(crate) fn library_tid() -> Option<i32> {
 
 // ---- fork-safe lazy values --------------------------------------------------------------
 
-/// A value computed on first use and kept for the life of the process, without a lock:
+/// A value computed on first use and kept for the life of the process (or until
+/// [`Lazy::set`] replaces it), without a lock:
 /// concurrent first callers each compute it and one result wins. Unlike `OnceLock`, a
 /// process forked while another thread is computing it does not wait forever for a
 /// thread that does not exist in the child: the child computes its own.
@@ -126,6 +127,12 @@ impl<T: Send + Sync> Lazy<T> {
                 unsafe { &*existing }
             }
         }
+    }
+
+    /// Replaces the value (in a forked child: fresh state). The old value is leaked, not
+    /// freed: references to it may still be held.
+    pub(crate) fn set(&'static self, v: T) {
+        self.p.store(Box::into_raw(Box::new(v)), Ordering::Release);
     }
 }
 

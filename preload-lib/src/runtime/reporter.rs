@@ -4,7 +4,6 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -42,27 +41,13 @@ struct Reporter {
     tick: Mutex<()>,
 }
 
-static REPORTER: AtomicPtr<Reporter> = AtomicPtr::new(std::ptr::null_mut());
+static REPORTER: super::Lazy<Reporter> = super::Lazy::new();
 
 fn reporter() -> &'static Reporter {
-    let p = REPORTER.load(Ordering::Acquire);
-    // SAFETY: only leaked Boxes are stored.
-    if let Some(r) = unsafe { p.as_ref() } {
-        return r;
-    }
-    let r = Box::into_raw(Box::new(Reporter {
+    REPORTER.get_or_init(|| Reporter {
         state: Mutex::new(State::default()),
         tick: Mutex::new(()),
-    }));
-    match REPORTER.compare_exchange(std::ptr::null_mut(), r, Ordering::AcqRel, Ordering::Acquire) {
-        // SAFETY: r was just leaked.
-        Ok(_) => unsafe { &*r },
-        Err(existing) => {
-            // SAFETY: r was never published; existing is a leaked Box.
-            drop(unsafe { Box::from_raw(r) });
-            unsafe { &*existing }
-        }
-    }
+    })
 }
 
 fn state() -> MutexGuard<'static, State> {
@@ -122,7 +107,7 @@ pub(crate) fn after_fork_child() {
         .try_lock()
         .map(|s| (s.env.clone(), s.load_diagnostics.clone()))
         .unwrap_or_default();
-    let r = Box::into_raw(Box::new(Reporter {
+    REPORTER.set(Reporter {
         state: Mutex::new(State {
             env,
             load_diagnostics,
@@ -130,8 +115,7 @@ pub(crate) fn after_fork_child() {
             ..State::default()
         }),
         tick: Mutex::new(()),
-    }));
-    REPORTER.store(r, Ordering::Release);
+    });
 }
 
 /// Fault signals stay deliverable on our thread (a fault there must be reported as one).
