@@ -8,6 +8,7 @@
 //! pass-through (`runtime::is_active()` is false and the interposers do nothing).
 
 pub mod cmddir;
+pub mod lifecycle;
 pub mod procinfo;
 pub mod reporter;
 pub mod startmsg;
@@ -390,6 +391,7 @@ unsafe extern "C" fn atfork_child() {
         let _g = internal();
         // The parent's background thread does not exist here.
         LIB_TID.store(0, Ordering::Release);
+        lifecycle::after_fork_child();
         procinfo::after_fork_child();
         transport::after_fork_child();
         let _ = catch_unwind(crate::metrics::reset_after_fork);

@@ -12,7 +12,8 @@ use scope_config::status::{LastCommand, Rejected};
 use scope_config::{Config, LoadInput, Loaded};
 
 use super::{
-    cmddir, config, endpoints, log, proc_info, procinfo, publish_config, startmsg, status,
+    cmddir, config, endpoints, lifecycle, log, proc_info, procinfo, publish_config, startmsg,
+    status,
 };
 use crate::transport;
 
@@ -257,6 +258,10 @@ fn run() {
     let mut next = Instant::now() + period_of(&config());
     loop {
         let r = catch_unwind(AssertUnwindSafe(|| {
+            if lifecycle::main_exited() {
+                // Returns only while an application thread is left.
+                lifecycle::check();
+            }
             let now = Instant::now();
             if now >= next {
                 tick();
@@ -270,6 +275,9 @@ fn run() {
             let mut wake = next;
             if let Some(t) = transport::next_attempt() {
                 wake = wake.min(t);
+            }
+            if lifecycle::main_exited() {
+                wake = wake.min(Instant::now() + lifecycle::FAST_POLL);
             }
             let now = Instant::now();
             if wake > now && transport::go_idle() {
@@ -307,12 +315,16 @@ fn reload_with(env: &[(String, String)], path: Option<PathBuf>) -> Loaded {
 /// One summary period.
 fn tick() {
     let r = reporter();
-    let _t = r.tick.lock().unwrap_or_else(|e| e.into_inner());
+    let t = r.tick.lock().unwrap_or_else(|e| e.into_inner());
     let _ = catch_unwind(crate::metrics::flush_period);
     transport::check_peers();
     ensure_dirs(&config());
     apply_command_file();
     write_status();
+    drop(t);
+    // Once per period: a main thread that ended without `pthread_exit` (which wakes this
+    // thread at once) is noticed here.
+    lifecycle::check();
 }
 
 fn apply_command_file() {

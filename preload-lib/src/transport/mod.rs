@@ -624,6 +624,13 @@ pub fn go_idle() -> bool {
     true
 }
 
+/// Wakes the background thread now (whether or not data is queued).
+pub fn unpark_worker() {
+    if let Some(t) = shared().and_then(|s| s.thread.get()) {
+        t.unpark();
+    }
+}
+
 /// Clears the idle mark after waking.
 pub fn wake() {
     if let Some(s) = shared() {
