@@ -157,6 +157,20 @@ pub fn is_active() -> bool {
     STATE.load(Ordering::Acquire) == ACTIVE
 }
 
+/// Events or metrics are on in the config in effect. While they are both off (crash
+/// capture only), every interposed I/O function is a pass-through: one load and branch,
+/// then the real function, with no clock read, no fd-table work and no thread-local
+/// lookup. Turning either on (a command file, a ScopeConfig) switches the wrappers on at
+/// once; calls made before that were not recorded (descriptors opened meanwhile are
+/// classified when first used).
+static RECORDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// True while events or metrics are on (see [`RECORDING`]).
+#[inline(always)]
+pub fn is_recording() -> bool {
+    RECORDING.load(Ordering::Relaxed)
+}
+
 /// The config in effect (cheap: one atomic load plus a reference count). Before init it
 /// is AppScope's defaults.
 pub fn config() -> Arc<Config> {
@@ -208,6 +222,11 @@ pub(crate) fn publish_config(new: Config, first: bool) -> bool {
 /// `text` (expensive: kept off the application's threads).
 fn run_hooks(cfg: &Config, crash: Option<bool>) {
     let _g = internal();
+    let recording = cfg.event.enable || cfg.metric.enable;
+    if RECORDING.swap(recording, Ordering::AcqRel) != recording && recording {
+        // Opens and closes made while nothing was recorded were not seen.
+        crate::interpose::fdtable::forget_all();
+    }
     let _ = catch_unwind(AssertUnwindSafe(|| crate::metrics::on_config(cfg)));
     let _ = catch_unwind(AssertUnwindSafe(|| crate::events::on_config(cfg)));
     if let Some(text) = crash {

@@ -43,6 +43,7 @@ pub fn build(
                 failure_details: (!l.failure_details.is_empty()).then(|| l.failure_details.clone()),
                 sent: l.sent,
                 dropped: l.dropped,
+                lost_descriptors: l.lost_descriptors,
             })
             .collect(),
         last_command: last_command.cloned(),
