@@ -50,7 +50,55 @@ macro_rules! interpose {
         #[cfg_attr(not(test), unsafe(no_mangle))]
         pub unsafe extern "C" fn $name($($a: $t),*) -> $r {
             static REAL: Real = Real::new(concat!(stringify!($name), "\0"));
+            #[inline(never)]
+            unsafe fn recording($($a: $t),*) -> $r {
+                // One thread-local lookup: the re-entry counter, checked here and raised
+                // around the recording below.
+                let internal = crate::runtime::internal_counter();
+                // SAFETY: the calling thread's own counter, valid during this call.
+                let active = unsafe { (*internal).get() } != 0 || !crate::runtime::is_active();
+                // The library's own descriptors do not exist for the application: it gets
+                // what it would get without the library, EBADF, and ours stays open.
+                $(
+                    if !active && crate::transport::is_own_fd($own) {
+                        set_errno(libc::EBADF);
+                        return -1;
+                    }
+                )?
+                // `before` is either trivial (a clock read) or wraps itself in `guarded`.
+                let $pre: u64 = if active {
+                    0
+                } else {
+                    #[allow(unused_unsafe)]
+                    unsafe { $before }
+                };
+                let addr = REAL.addr();
+                let $ret: $r = if addr == 0 {
+                    #[allow(unused_unsafe)]
+                    unsafe { $fb }
+                } else {
+                    // SAFETY: the libc symbol has exactly this C signature.
+                    let f: unsafe extern "C" fn($($t),*) -> $r = unsafe { std::mem::transmute(addr) };
+                    unsafe { f($($a),*) }
+                };
+                if active {
+                    return $ret;
+                }
+                let saved = errno();
+                // SAFETY: as above.
+                let c = unsafe { &*internal };
+                c.set(c.get() + 1);
+                let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    #[allow(unused_unsafe)]
+                    unsafe { $after }
+                }));
+                c.set(c.get() - 1);
+                set_errno(saved);
+                $ret
+            }
             // Crash capture only: nothing is recorded, call the real function at once.
+            // This path has no frame of its own (the recording path is out of line), so
+            // the real call is a tail jump.
             if !crate::runtime::is_recording() {
                 $(
                     if crate::transport::is_own_fd($own) && !crate::runtime::is_internal() {
@@ -65,49 +113,8 @@ macro_rules! interpose {
                     return unsafe { f($($a),*) };
                 }
             }
-            // One thread-local lookup: the re-entry counter, checked here and raised
-            // around the recording below.
-            let internal = crate::runtime::internal_counter();
-            // SAFETY: the calling thread's own counter, valid during this call.
-            let active = unsafe { (*internal).get() } != 0 || !crate::runtime::is_active();
-            // The library's own descriptors do not exist for the application: it gets
-            // what it would get without the library, EBADF, and ours stays open.
-            $(
-                if !active && crate::transport::is_own_fd($own) {
-                    set_errno(libc::EBADF);
-                    return -1;
-                }
-            )?
-            // `before` is either trivial (a clock read) or wraps itself in `guarded`.
-            let $pre: u64 = if active {
-                0
-            } else {
-                #[allow(unused_unsafe)]
-                unsafe { $before }
-            };
-            let addr = REAL.addr();
-            let $ret: $r = if addr == 0 {
-                #[allow(unused_unsafe)]
-                unsafe { $fb }
-            } else {
-                // SAFETY: the libc symbol has exactly this C signature.
-                let f: unsafe extern "C" fn($($t),*) -> $r = unsafe { std::mem::transmute(addr) };
-                unsafe { f($($a),*) }
-            };
-            if active {
-                return $ret;
-            }
-            let saved = errno();
-            // SAFETY: as above.
-            let c = unsafe { &*internal };
-            c.set(c.get() + 1);
-            let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                #[allow(unused_unsafe)]
-                unsafe { $after }
-            }));
-            c.set(c.get() - 1);
-            set_errno(saved);
-            $ret
+            // SAFETY: same arguments, same contract.
+            unsafe { recording($($a),*) }
         }
     };
 }
