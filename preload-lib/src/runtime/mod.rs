@@ -369,10 +369,6 @@ unsafe extern "C" {
     ) -> libc::c_int;
 }
 
-fn env_get(k: &str) -> Option<String> {
-    std::env::var(k).ok()
-}
-
 /// Full initialisation (the constructor calls it; tests may too). Idempotent.
 pub fn init() {
     if STATE
@@ -386,8 +382,7 @@ pub fn init() {
         procinfo::init();
         transport::init();
         transport::fds::pregrow_fd_table();
-        let loaded = scope_config::load(&env_get);
-        reporter::set_load_diagnostics(&loaded);
+        let loaded = reporter::load_at_start();
         publish_config(loaded.config, true);
         let _ = catch_unwind(AssertUnwindSafe(crate::interpose::init));
         // SAFETY: registering plain extern "C" fns with no captured state.

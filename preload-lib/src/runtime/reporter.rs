@@ -55,9 +55,17 @@ fn state() -> MutexGuard<'static, State> {
     reporter().state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Keeps what the loader reported at start (and the environment, for reloads).
-pub(crate) fn set_load_diagnostics(loaded: &Loaded) {
+/// Loads the config at start from the environment (read once: `SCOPE_*` and `HOME`, see
+/// [`scope_env`]) and the config file, and keeps what the loader reported (and the
+/// environment, for reloads).
+pub(crate) fn load_at_start() -> Loaded {
     let env = scope_env();
+    let loaded = reload_with(&env, None);
+    set_load_diagnostics(&loaded, env);
+    loaded
+}
+
+fn set_load_diagnostics(loaded: &Loaded, env: Vec<(String, String)>) {
     let mut s = state();
     s.load_diagnostics = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
     s.env = env;
@@ -292,12 +300,20 @@ fn run() {
     }
 }
 
+/// Loads the config from `env` (the `SCOPE_*` variables of the process start, looked up
+/// without scanning the environment for each of the hundred names the loader asks for;
+/// other names, which values may expand as `$VAR`, come from the environment) and the
+/// config file (`path`, or the one the environment names). `SCOPE_TAG_*` become tags.
 fn reload_with(env: &[(String, String)], path: Option<PathBuf>) -> Loaded {
     let lookup = |n: &str| {
-        env.iter()
-            .rev()
-            .find(|(k, _)| k == n)
-            .map(|(_, v)| v.clone())
+        if n.starts_with("SCOPE_") || n == "HOME" {
+            env.iter()
+                .rev()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.clone())
+        } else {
+            std::env::var(n).ok()
+        }
     };
     let tag_vars = env
         .iter()
