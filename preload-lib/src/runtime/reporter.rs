@@ -431,6 +431,7 @@ fn write_status() {
         last.as_ref(),
         &problems,
         procinfo::now_unix(),
+        false,
     ) {
         let dir = cfg
             .status_dir
@@ -485,6 +486,7 @@ pub(crate) fn at_exit() {
             last.as_ref(),
             &problems,
             procinfo::now_unix(),
+            true,
         );
     }
 }
