@@ -223,3 +223,47 @@ fn descriptors_closed_and_reused_behind_the_library_get_none_of_its_data() {
     // The events link was reconnected.
     assert!(*ev.conns.lock().unwrap() >= 2);
 }
+
+/// With events and metrics off (crash capture only) and nothing logged, the library holds
+/// no descriptor at all: seen from outside, `/proc/PID/fd` of a scoped process lists what
+/// the same unscoped process has.
+#[test]
+fn crash_capture_only_holds_no_descriptor() {
+    let env = Env::new();
+    // An empty config file: nothing to complain about, so nothing is logged.
+    let yml = env.path().join("scope.yml");
+    std::fs::write(&yml, "").unwrap();
+    let fds_of = |c: &mut Command, wait: &dyn Fn(u32)| {
+        c.arg("30").stdout(Stdio::null()).stderr(Stdio::null());
+        let g = Guarded::spawn(std::mem::replace(c, Command::new("true")));
+        wait(g.pid());
+        let mut fds: Vec<u32> = std::fs::read_dir(format!("/proc/{}/fd", g.pid()))
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_string_lossy().parse().ok())
+            .collect();
+        fds.sort();
+        fds
+    };
+    let mut scoped = env.scoped("/bin/sleep");
+    scoped
+        .env("SCOPE_CONF_PATH", &yml)
+        .env("SCOPE_SNAPSHOT_BACKTRACE", "true")
+        .env("SCOPE_SNAPSHOT_COREDUMP", "true");
+    // The library has started and done its first period's work.
+    let with = fds_of(&mut scoped, &|pid| {
+        env.wait_status(pid, "first status", T, |_| true);
+    });
+    // The same program once it runs (after exec: the spawn's own pipe is closed then).
+    let without = fds_of(&mut Command::new("/bin/sleep"), &|pid| {
+        let end = std::time::Instant::now() + T;
+        while std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map_or(true, |c| !c.starts_with(b"/bin/sleep\0"))
+        {
+            assert!(std::time::Instant::now() < end, "sleep did not start");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    assert_eq!(with, without);
+    assert!(!env.log_path().exists(), "the library log was opened");
+}
