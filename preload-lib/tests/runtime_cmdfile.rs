@@ -28,7 +28,7 @@ fn http_events_on(s: &Value) -> bool {
 }
 
 fn long_running(env: &Env, events: &Collector) -> Guarded {
-    let mut c = env.scoped("/bin/sleep");
+    let mut c = env.scoped(env.sleep_program());
     c.arg("60")
         .env("SCOPE_EVENT_ENABLE", "true")
         .env("SCOPE_EVENT_DEST", &events.addr);
@@ -39,7 +39,16 @@ fn long_running(env: &Env, events: &Collector) -> Guarded {
 
 #[test]
 fn seed_example_applies_next_period_and_reverses() {
-    let env = Env::new();
+    seed_example_for(Libc::Glibc);
+}
+
+#[test]
+fn musl_seed_example_applies_next_period_and_reverses() {
+    seed_example_for(Libc::Musl);
+}
+
+fn seed_example_for(libc: Libc) {
+    let env = Env::for_libc(libc);
     let col = Collector::tcp();
     let g = long_running(&env, &col);
     let pid = g.pid();

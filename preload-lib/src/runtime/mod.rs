@@ -358,6 +358,7 @@ pub fn log(level: scope_config::model::LogLevel, msg: &str) {
 
 // ---- constructor, fork, exit ----------------------------------------------------------
 
+#[cfg(not(target_env = "musl"))]
 unsafe extern "C" {
     /// glibc's registration behind pthread_atfork (exported since GLIBC_2.3.2; calling it
     /// directly avoids depending on libpthread_nonshared on old glibc).
@@ -367,6 +368,25 @@ unsafe extern "C" {
         child: Option<unsafe extern "C" fn()>,
         dso_handle: *mut libc::c_void,
     ) -> libc::c_int;
+}
+
+/// Registers `child` to run in the child after fork(): through glibc's `__register_atfork`,
+/// or musl's `pthread_atfork` (musl has no `__register_atfork`; its `pthread_atfork` is in
+/// libc.so itself).
+///
+/// # Safety
+/// `child` must be safe to run in a forked child (async-signal-safe in spirit).
+unsafe fn register_atfork_child(child: unsafe extern "C" fn()) {
+    #[cfg(not(target_env = "musl"))]
+    // SAFETY: plain extern "C" fn with no captured state; no DSO handle (never unloaded).
+    unsafe {
+        __register_atfork(None, None, Some(child), std::ptr::null_mut())
+    };
+    #[cfg(target_env = "musl")]
+    // SAFETY: as above.
+    unsafe {
+        libc::pthread_atfork(None, None, Some(child))
+    };
 }
 
 /// Full initialisation (the constructor calls it; tests may too). Idempotent.
@@ -386,7 +406,7 @@ pub fn init() {
         publish_config(loaded.config, true);
         let _ = catch_unwind(AssertUnwindSafe(crate::interpose::init));
         // SAFETY: registering plain extern "C" fns with no captured state.
-        unsafe { __register_atfork(None, None, Some(atfork_child), std::ptr::null_mut()) };
+        unsafe { register_atfork_child(atfork_child) };
         reporter::spawn()
     }));
     match ok {
