@@ -230,18 +230,21 @@ interpose! {
 
 interpose! {
     fn read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t;
+    invisible = fd;
     fallback = libc::syscall(libc::SYS_read, fd, buf, n) as ssize_t;
     before = |p| t0(fd);
     after = |r| record::data_ticks(fd, Dir::Read, r, &one_buf(buf, r), p, "read");
 }
 interpose! {
     fn __read_chk(fd: c_int, buf: *mut c_void, n: size_t, buflen: size_t) -> ssize_t;
+    invisible = fd;
     fallback = libc::syscall(libc::SYS_read, fd, buf, n.min(buflen)) as ssize_t;
     before = |p| t0(fd);
     after = |r| record::data_ticks(fd, Dir::Read, r, &one_buf(buf, r), p, "__read_chk");
 }
 interpose! {
     fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssize_t;
+    invisible = fd;
     fallback = libc::syscall(libc::SYS_write, fd, buf, n) as ssize_t;
     before = |p| t0(fd);
     after = |r| record::data_ticks(fd, Dir::Write, r, &one_buf(buf, r), p, "write");
@@ -371,15 +374,47 @@ interpose! {
 }
 interpose! {
     fn lseek(fd: c_int, off: off_t, whence: c_int) -> off_t;
+    invisible = fd;
     fallback = libc::syscall(libc::SYS_lseek, fd, off, whence) as off_t;
     before = |_p| 0;
     after = |r| record::seek(fd, r, "lseek");
 }
 interpose! {
     fn lseek64(fd: c_int, off: off_t, whence: c_int) -> off_t;
+    invisible = fd;
     fallback = libc::syscall(libc::SYS_lseek, fd, off, whence) as off_t;
     before = |_p| 0;
     after = |r| record::seek(fd, r, "lseek64");
+}
+// fstat on a descriptor: nothing is recorded; the library's own descriptors answer EBADF
+// (a program that probes which descriptors are open with fstat must not find them).
+interpose! {
+    fn fstat(fd: c_int, buf: *mut c_void) -> c_int;
+    invisible = fd;
+    fallback = libc::syscall(libc::SYS_fstat, fd, buf) as c_int;
+    before = |_p| 0;
+    after = |_r| ();
+}
+interpose! {
+    fn fstat64(fd: c_int, buf: *mut c_void) -> c_int;
+    invisible = fd;
+    fallback = libc::syscall(libc::SYS_fstat, fd, buf) as c_int;
+    before = |_p| 0;
+    after = |_r| ();
+}
+interpose! {
+    fn __fxstat(ver: c_int, fd: c_int, buf: *mut c_void) -> c_int;
+    invisible = fd;
+    fallback = libc::syscall(libc::SYS_fstat, fd, buf) as c_int;
+    before = |_p| 0;
+    after = |_r| ();
+}
+interpose! {
+    fn __fxstat64(ver: c_int, fd: c_int, buf: *mut c_void) -> c_int;
+    invisible = fd;
+    fallback = libc::syscall(libc::SYS_fstat, fd, buf) as c_int;
+    before = |_p| 0;
+    after = |_r| ();
 }
 
 // stat family: counted as fs.stat (path-based) ----------------------------------------
