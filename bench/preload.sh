@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Preload library benchmark: unscoped vs scoped, side by side, median of interleaved runs.
-#   process start (/bin/true), per-call cost (dd bs=512), nginx 1 worker under wrk
-#   (events+metrics, metrics only), RSS added (sleep), nginx worker RSS under load.
+# Preload library benchmark: unscoped vs scoped, side by side, median of interleaved runs,
+# in three modes: crash capture only (events and metrics off, backtrace and core on),
+# metrics only, events+metrics.
+#   process start (/bin/true), per-call cost (dd bs=512), nginx 1 worker under wrk,
+#   RSS added (sleep), nginx worker RSS under load, and instruction counts (callgrind).
 # Writes bench/results/preload.md. Not a test: takes a few minutes. Loopback only.
-# Knobs: ROUNDS (default 5), STARTS (default 300), WRK_SECS (default 5), LIB (prebuilt .so;
+# Knobs: ONLY_IC=1 (instruction counts only, fast and valid on a loaded machine), ROUNDS (default 5), STARTS (default 300), WRK_SECS (default 5), LIB (prebuilt .so;
 # default: the shipped build, `cargo build --profile release-lib -p preload-lib`).
 # Needs nginx, wrk, curl, bc and /usr/bin/python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-5}
+LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
 STARTS=${STARTS:-300}
 WRK_SECS=${WRK_SECS:-5}
 if [ -z "${LIB:-}" ]; then
@@ -43,6 +46,17 @@ scoped_env=(LD_PRELOAD="$LIB" SCOPE_CRIBL_ENABLE=false SCOPE_LOG_LEVEL=warning
   SCOPE_EVENT_DEST="tcp://127.0.0.1:$EVPORT" SCOPE_METRIC_DEST="udp://127.0.0.1:$MPORT")
 events_on=(SCOPE_EVENT_ENABLE=true SCOPE_METRIC_ENABLE=true)
 metrics_only=(SCOPE_EVENT_ENABLE=false SCOPE_METRIC_ENABLE=true)
+crash_only=(SCOPE_EVENT_ENABLE=false SCOPE_METRIC_ENABLE=false SCOPE_SNAPSHOT_BACKTRACE=true
+  SCOPE_SNAPSHOT_COREDUMP=true SCOPE_SNAPSHOT_DIR="$work/snap")
+MODES=(crash metrics events)
+mode_env() { # mode -> the scoped environment of that mode, one word a line
+  printf '%s\n' "${scoped_env[@]}"
+  case $1 in
+    crash) printf '%s\n' "${crash_only[@]}" ;;
+    metrics) printf '%s\n' "${metrics_only[@]}" ;;
+    events) printf '%s\n' "${events_on[@]}" ;;
+  esac
+}
 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
@@ -66,18 +80,23 @@ else:  # rss of `sleep` after 1.5 s
     rss = [l for l in open(f"/proc/{p.pid}/status") if l.startswith("VmRSS")][0].split()[1]
     p.kill(); p.wait(); print(rss)            # KiB
 PY
-child_env=()
-for kv in "${scoped_env[@]}" "${events_on[@]}"; do child_env+=("CHILD_$kv"); done
 declare -A R
+ONLY_IC=${ONLY_IC:-}
+[ -n "$ONLY_IC" ] && ROUNDS=0
 for r in $(seq "$ROUNDS"); do
   R[start_plain]+="$(/usr/bin/python3 "$work/drive.py" plain "$STARTS" start) "
-  R[start_scoped]+="$(env "${child_env[@]}" /usr/bin/python3 "$work/drive.py" scoped "$STARTS" start) "
   R[rss_plain]+="$(/usr/bin/python3 "$work/drive.py" plain 1 rss) "
-  R[rss_scoped]+="$(env "${child_env[@]}" /usr/bin/python3 "$work/drive.py" scoped 1 rss) "
   t0=$(date +%s.%N); dd if=/dev/zero of=/dev/null bs=512 count=200000 2>/dev/null; t1=$(date +%s.%N)
   R[dd_plain]+="$(echo "$t1 - $t0" | bc -l) "
-  t0=$(date +%s.%N); env "${scoped_env[@]}" "${events_on[@]}" dd if=/dev/zero of=/dev/null bs=512 count=200000 2>/dev/null; t1=$(date +%s.%N)
-  R[dd_scoped]+="$(echo "$t1 - $t0" | bc -l) "
+  for m in "${MODES[@]}"; do
+    mapfile -t menv < <(mode_env "$m")
+    child_env=()
+    for kv in "${menv[@]}"; do child_env+=("CHILD_$kv"); done
+    R[start_$m]+="$(env "${child_env[@]}" /usr/bin/python3 "$work/drive.py" scoped "$STARTS" start) "
+    R[rss_$m]+="$(env "${child_env[@]}" /usr/bin/python3 "$work/drive.py" scoped 1 rss) "
+    t0=$(date +%s.%N); env "${menv[@]}" dd if=/dev/zero of=/dev/null bs=512 count=200000 2>/dev/null; t1=$(date +%s.%N)
+    R[dd_$m]+="$(echo "$t1 - $t0" | bc -l) "
+  done
 done
 
 # --- nginx -------------------------------------------------------------------------
@@ -100,11 +119,12 @@ http {
 NG
 nginx_run() { # mode -> prints "req/s worker_rss_kib"
   local mode=$1
-  case $mode in
-    plain) nginx -p "$work" -c "$work/nginx.conf" & ;;
-    events) env "${scoped_env[@]}" "${events_on[@]}" nginx -p "$work" -c "$work/nginx.conf" & ;;
-    metrics) env "${scoped_env[@]}" "${metrics_only[@]}" nginx -p "$work" -c "$work/nginx.conf" & ;;
-  esac
+  if [ "$mode" = plain ]; then
+    nginx -p "$work" -c "$work/nginx.conf" &
+  else
+    mapfile -t menv < <(mode_env "$mode")
+    env "${menv[@]}" nginx -p "$work" -c "$work/nginx.conf" &
+  fi
   local master=$!
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.05; done
   wrk -t1 -c16 -d1s "http://127.0.0.1:$port/" >/dev/null 2>&1   # warm-up
@@ -115,73 +135,105 @@ nginx_run() { # mode -> prints "req/s worker_rss_kib"
   echo "$(echo "$out" | awk '/Requests\/sec/ {print $2}') $rss"
 }
 for r in $(seq "$ROUNDS"); do
-  for m in plain events metrics; do
+  for m in plain "${MODES[@]}"; do
     read -r rps rss < <(nginx_run "$m")
     R[ng_${m}]+="$rps "; R[ngrss_${m}]+="$rss "
   done
 done
 
 # --- instruction counts (valgrind callgrind; reproducible on a loaded machine) ---------
-# Whole-process instructions of /bin/true, and per read+write pair of dd (the slope
-# between two record counts, so start-up cost cancels out).
-IC=()
+# Instructions of the application's main thread (the library's own thread works on its
+# own core and is counted apart): /bin/true whole, and per read+write pair of dd (the
+# slope between two record counts, so start-up cost cancels out).
+declare -A IC
 if command -v valgrind >/dev/null; then
-  icount() { valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" 2>&1 >/dev/null \
-    | awk '/Collected/ {print $4}'; }
-  tp=$(icount /bin/true); ts=$(env "${scoped_env[@]}" "${events_on[@]}" valgrind --tool=callgrind \
-    --callgrind-out-file=/dev/null /bin/true 2>&1 >/dev/null | awk '/Collected/ {print $4}')
-  ddi() { # env... -> instructions per read+write pair
+  cg="$work/cg"; mkdir -p "$cg"
+  icount() { # env... -- cmd... -> "main-thread all-threads"
+    local e=(); while [ "$1" != -- ]; do e+=("$1"); shift; done; shift
+    rm -f "$cg"/*
+    env "${e[@]}" valgrind --tool=callgrind --separate-threads=yes \
+      --callgrind-out-file="$cg/out.%p" "$@" >/dev/null 2>&1
+    local main all
+    main=$(grep -h '^summary:' "$cg"/out.*-01 | awk '{print $2}')
+    all=$(cat "$cg"/out.* | awk '/^summary:/ {s += $2} END {print s}')
+    echo "$main $all"
+  }
+  per_pair() { # env... -> main-thread instructions per read+write pair
     local a b
-    a=$(env "$@" valgrind --tool=callgrind --callgrind-out-file=/dev/null dd if=/dev/zero of=/dev/null bs=512 count=10000 2>&1 >/dev/null | awk '/Collected/ {print $4}')
-    b=$(env "$@" valgrind --tool=callgrind --callgrind-out-file=/dev/null dd if=/dev/zero of=/dev/null bs=512 count=30000 2>&1 >/dev/null | awk '/Collected/ {print $4}')
+    read -r a _ < <(icount "$@" -- dd if=/dev/zero of=/dev/null bs=512 count=10000)
+    read -r b _ < <(icount "$@" -- dd if=/dev/zero of=/dev/null bs=512 count=30000)
     echo $(( (b - a) / 20000 ))
   }
-  dp_i=$(ddi LD_PRELOAD=); ds_i=$(ddi "${scoped_env[@]}" "${events_on[@]}")
-  IC=("$tp" "$ts" "$dp_i" "$ds_i")
+  read -r IC[true_plain] IC[trueall_plain] < <(icount X=1 -- /bin/true)
+  IC[dd_plain]=$(per_pair X=1)
+  for m in "${MODES[@]}"; do
+    mapfile -t menv < <(mode_env "$m")
+    read -r IC[true_$m] IC[trueall_$m] < <(icount "${menv[@]}" -- /bin/true)
+    IC[dd_$m]=$(per_pair "${menv[@]}")
+  done
+fi
+
+ic_table() {
+  echo "Instruction counts (valgrind callgrind, user space; the application's main thread, and all threads for /bin/true):"
+  echo
+  echo "| mode | /bin/true, main thread | /bin/true, all threads | dd bs=512, per read+write pair |"
+  echo "|---|---|---|---|"
+  echo "| unscoped | ${IC[true_plain]} | ${IC[trueall_plain]} | ${IC[dd_plain]} |"
+  for m in "${MODES[@]}"; do
+    echo "| ${NAME[$m]} | ${IC[true_$m]} | ${IC[trueall_$m]} | ${IC[dd_$m]} |"
+  done
+}
+declare -A NAME=([crash]="crash capture only" [metrics]="metrics only" [events]="events + metrics")
+if [ -n "$ONLY_IC" ]; then
+  out=bench/results/preload-instructions.md
+  {
+    echo "# Preload library: instruction counts"
+    echo
+    echo "Generated by \`ONLY_IC=1 bench/preload.sh\` on $(date -u +%Y-%m-%dT%H:%MZ). Library: $LIB."
+    echo
+    ic_table
+  } > "$out"
+  cat "$out"
+  exit 0
 fi
 
 med() { tr ' ' '\n' <<<"${R[$1]}" | grep -v '^$' | median; }
-sp=$(med start_plain); ss=$(med start_scoped)
-dp=$(med dd_plain); ds=$(med dd_scoped)
-rp=$(med rss_plain); rs=$(med rss_scoped)
-np=$(med ng_plain); ne=$(med ng_events); nm=$(med ng_metrics)
-wp=$(med ngrss_plain); we=$(med ngrss_events)
 f() { printf '%.*f' "$1" "$2"; }
-added_start=$(echo "$ss - $sp" | bc -l)
-dd_ratio=$(echo "$ds / $dp" | bc -l)
-ev_ratio=$(echo "$ne / $np" | bc -l)
-m_ratio=$(echo "$nm / $np" | bc -l)
-rss_added=$(echo "($rs - $rp) / 1024" | bc -l)
 verdict() { if [ "$(echo "$1" | bc -l)" = 1 ]; then echo met; else echo "NOT met"; fi; }
+sp=$(med start_plain); dp=$(med dd_plain); rp=$(med rss_plain); np=$(med ng_plain)
+wp=$(med ngrss_plain)
+# Targets per mode: start added (ms), dd ratio, nginx ratio, RSS added (MiB).
+declare -A T_START=([crash]=0.15 [metrics]=0.3 [events]=0.3)
+declare -A T_DD=([crash]=1.03 [metrics]=1.15 [events]=1.3)
+declare -A T_NG=([crash]=0.99 [metrics]=0.96 [events]=0.92)
+declare -A T_RSS=([crash]=1 [metrics]=2 [events]=2)
 out=bench/results/preload.md
 {
   echo "# Preload library benchmark"
   echo
-  echo "Generated by \`bench/preload.sh\` on $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $ROUNDS interleaved rounds (median)."
-  echo "Library: $LIB; scoped runs send events (tcp) and metrics (udp) to local sinks."
+  echo "Generated by \`bench/preload.sh\` on $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load average at start: $LOAD_AT_START, $ROUNDS interleaved rounds (median)."
+  echo "Library: $LIB; scoped runs send events (tcp) and metrics (udp) to local sinks; crash capture only has events and metrics off, backtrace and core on."
   echo
-  echo "| measure | unscoped | scoped | result | target | |"
+  echo "Unscoped: /bin/true $(f 3 "$sp") ms per start, dd bs=512 count=200000 $(f 3 "$dp") s, nginx $(f 0 "$np") req/s (worker RSS $wp KiB), sleep RSS $rp KiB."
+  echo
+  echo "| mode | start added | dd bs=512 | nginx 1 worker, wrk -t1 -c16 | RSS added (sleep) | nginx worker RSS |"
   echo "|---|---|---|---|---|---|"
-  echo "| process start (/bin/true x$STARTS) | $(f 3 "$sp") ms | $(f 3 "$ss") ms | +$(f 3 "$added_start") ms per start | < 0.5 ms | $(verdict "$added_start < 0.5") |"
-  echo "| dd bs=512 count=200000 | $(f 3 "$dp") s | $(f 3 "$ds") s | $(f 2 "$dd_ratio")x | <= 1.3x | $(verdict "$dd_ratio <= 1.3") |"
-  echo "| nginx 1 worker, wrk -t1 -c16, events+metrics | $(f 0 "$np") req/s | $(f 0 "$ne") req/s | $(f 3 "$ev_ratio")x | >= 0.90x | $(verdict "$ev_ratio >= 0.90") |"
-  echo "| nginx 1 worker, wrk -t1 -c16, metrics only | $(f 0 "$np") req/s | $(f 0 "$nm") req/s | $(f 3 "$m_ratio")x | >= 0.97x | $(verdict "$m_ratio >= 0.97") |"
-  echo "| RSS of sleep | $rp KiB | $rs KiB | +$(f 2 "$rss_added") MiB | < 2 MB | $(verdict "$rss_added < 2") |"
-  echo "| nginx worker RSS under load, events on | $wp KiB | $we KiB | $(f 1 "$(echo "$we/1024" | bc -l)") MiB | < 32 MB | $(verdict "$we/1024 < 32") |"
-  if [ ${#IC[@]} -eq 4 ]; then
+  for m in "${MODES[@]}"; do
+    ss=$(med "start_$m"); ds=$(med "dd_$m"); rs=$(med "rss_$m"); ns=$(med "ng_$m"); ws=$(med "ngrss_$m")
+    a=$(echo "$ss - $sp" | bc -l); d=$(echo "$ds / $dp" | bc -l); n=$(echo "$ns / $np" | bc -l)
+    rr=$(echo "($rs - $rp) / 1024" | bc -l)
+    echo "| ${NAME[$m]} | +$(f 3 "$a") ms (target <= +${T_START[$m]}: $(verdict "$a <= ${T_START[$m]}")) | $(f 2 "$d")x (<= ${T_DD[$m]}x: $(verdict "$d <= ${T_DD[$m]}")) | $(f 3 "$n")x, $(f 0 "$ns") req/s (>= ${T_NG[$m]}x: $(verdict "$n >= ${T_NG[$m]}")) | +$(f 2 "$rr") MiB (< ${T_RSS[$m]} MB: $(verdict "$rr < ${T_RSS[$m]}")) | $(f 1 "$(echo "$ws/1024" | bc -l)") MiB |"
+  done
+  if [ -n "${IC[true_plain]:-}" ]; then
     echo
-    echo "Instruction counts (valgrind callgrind, user space, all threads; events+metrics on):"
-    echo
-    echo "| measure | unscoped | scoped |"
-    echo "|---|---|---|"
-    echo "| /bin/true, whole process | ${IC[0]} | ${IC[1]} |"
-    echo "| dd bs=512, per read+write pair | ${IC[2]} | ${IC[3]} |"
+    ic_table
   fi
   echo
   echo "Raw samples:"
   echo
-  for k in start_plain start_scoped dd_plain dd_scoped rss_plain rss_scoped ng_plain ng_events ng_metrics ngrss_plain ngrss_events ngrss_metrics; do
-    echo "- $k: ${R[$k]}"
+  for k in start_plain dd_plain rss_plain ng_plain ngrss_plain; do echo "- $k: ${R[$k]}"; done
+  for m in "${MODES[@]}"; do
+    for k in start dd rss ng ngrss; do echo "- ${k}_$m: ${R[${k}_$m]}"; done
   done
 } > "$out"
 cat "$out"

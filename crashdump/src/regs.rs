@@ -71,6 +71,25 @@ impl Default for ThreadRegs {
     }
 }
 
+/// The kernel's pointer to the saved FXSAVE area in a signal frame's `mcontext_t`.
+#[cfg(not(target_env = "musl"))]
+fn fpregs_ptr(mc: &libc::mcontext_t) -> *const u8 {
+    mc.fpregs as *const u8
+}
+
+/// The kernel's pointer to the saved FXSAVE area in a signal frame's `mcontext_t`. musl's
+/// `mcontext_t` is the kernel's `struct sigcontext` too (23 general registers, then the
+/// `fpstate` pointer, then reserved words), but the libc crate keeps the words after the
+/// registers private: read the pointer at its kernel offset.
+#[cfg(target_env = "musl")]
+fn fpregs_ptr(mc: &libc::mcontext_t) -> *const u8 {
+    const _: () = assert!(core::mem::size_of::<libc::mcontext_t>() == (23 + 1 + 8) * 8);
+    let at = core::ptr::addr_of!(mc.gregs).cast::<u8>();
+    // SAFETY: `mcontext_t` is 32 words (checked above); word 23 is the fpstate pointer,
+    // inside the borrowed value; read unaligned-tolerant.
+    unsafe { at.add(23 * 8).cast::<*const u8>().read_unaligned() }
+}
+
 impl ThreadRegs {
     pub fn pc(&self) -> u64 {
         self.regs[RIP]
@@ -130,11 +149,10 @@ impl ThreadRegs {
         r[ORIG_RAX] = u64::MAX;
         r[FS_BASE] = fs_base;
         r[GS_BASE] = gs_base;
-        if !uc.uc_mcontext.fpregs.is_null() {
+        let fpregs = fpregs_ptr(&uc.uc_mcontext);
+        if !fpregs.is_null() {
             // SAFETY: fpregs points to the 512-byte FXSAVE area saved by the kernel.
-            let src = unsafe {
-                core::slice::from_raw_parts(uc.uc_mcontext.fpregs as *const u8, FPREGS_LEN)
-            };
+            let src = unsafe { core::slice::from_raw_parts(fpregs, FPREGS_LEN) };
             t.fpregs.copy_from_slice(src);
             t.has_fpregs = true;
         }

@@ -5,6 +5,8 @@
 #[path = "events_support.rs"]
 mod support;
 
+mod common;
+
 use std::time::Duration;
 
 use serde_json::Value;
@@ -279,4 +281,137 @@ fn maxeps_drops_and_sends_one_notice() {
         "notices: {notices:#?}"
     );
     assert!(notices[0]["body"]["data"].as_str().unwrap().contains("10"));
+}
+
+/// A small HTTP/1.1 server in C: `httpd PORT N` answers N requests (one per connection)
+/// with a fixed 10-byte body, then prints how many it served.
+const HTTPD_C: &str = r#"
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    int port = atoi(argv[1]), n = atoi(argv[2]), one = 1;
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a; memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET; a.sin_port = htons(port); a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(l, (struct sockaddr *)&a, sizeof a) || listen(l, 16)) { perror("listen"); return 1; }
+    const char *resp = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n"
+                       "Connection: close\r\n\r\n0123456789";
+    for (int i = 0; i < n; i++) {
+        int c = accept(l, 0, 0);
+        if (c < 0) { perror("accept"); return 1; }
+        char req[4096]; size_t got = 0; ssize_t k;
+        while (got < sizeof req - 1 && (k = read(c, req + got, sizeof req - 1 - got)) > 0) {
+            got += k; req[got] = 0;
+            if (strstr(req, "\r\n\r\n")) break;
+        }
+        write(c, resp, strlen(resp));
+        close(c);
+    }
+    printf("served %d\n", n);
+    return 0;
+}
+"#;
+
+/// Serves three curl requests, unscoped then scoped; returns (stdout, stderr, exit code).
+fn serve_three(httpd: std::process::Command, port: u16) -> (String, String, Option<i32>) {
+    let mut httpd = httpd;
+    httpd
+        .args([port.to_string(), "3".into()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = httpd.spawn().expect("start httpd");
+    let g = Guarded(child);
+    wait_port(port, Duration::from_secs(15));
+    // wait_port's probe connection was the first of the three.
+    for path in ["/a", "/b"] {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-A", "scope-test/1.0"])
+            .arg(format!("http://127.0.0.1:{port}{path}"))
+            .env_remove("LD_PRELOAD")
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "0123456789");
+    }
+    let mut g = g;
+    let start = std::time::Instant::now();
+    while g.0.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "httpd did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = g.0.wait().unwrap();
+    let stdout = read_all(g.0.stdout.take().unwrap());
+    let stderr = read_all(g.0.stderr.take().unwrap());
+    (stdout, stderr, status.code())
+}
+
+/// A musl-built HTTP server under the musl library build: it serves exactly as unscoped
+/// (output, exit code, no loader message), and its http.req / http.resp events arrive.
+#[test]
+fn musl_http_server_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let bin = common::cc_for(testkit::Libc::Musl, dir, "httpd", HTTPD_C, &[]);
+    let plain = serve_three(std::process::Command::new(&bin), free_port());
+    let tcp = TcpCollector::start();
+    let mut c = scoped_with(
+        &testkit::libscope_musl_path(),
+        bin.to_str().unwrap(),
+        dir,
+        "httpd",
+    );
+    c.env("SCOPE_EVENT_DEST", format!("tcp://127.0.0.1:{}", tcp.port));
+    let port = free_port();
+    let scoped = serve_three(c, port);
+    assert_eq!(scoped, plain, "the musl server behaves as unscoped");
+    assert_eq!(plain.0, "served 3\n");
+    let ok = wait_for(Duration::from_secs(10), || {
+        tcp.snapshot()
+            .iter()
+            .filter(|l| l.contains("\"http.resp\""))
+            .count()
+            >= 2
+    });
+    assert!(ok, "http.resp events over TCP: {:?}", tcp.snapshot());
+    let evs: Vec<Value> = tcp
+        .snapshot()
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let reqs = events_of(&evs, "http.req");
+    let targets: Vec<&str> = reqs
+        .iter()
+        .filter_map(|e| e["body"]["data"]["http_target"].as_str())
+        .collect();
+    assert!(
+        targets.contains(&"/a") && targets.contains(&"/b"),
+        "{targets:?}"
+    );
+    let a = reqs
+        .iter()
+        .find(|e| e["body"]["data"]["http_target"] == "/a")
+        .unwrap();
+    assert_eq!(a["body"]["data"]["http_method"], "GET");
+    assert_eq!(a["body"]["data"]["http_user_agent"], "scope-test/1.0");
+    assert_eq!(a["body"]["data"]["net_host_port"], port);
+    assert_eq!(a["body"]["proc"], "httpd");
+    // The probe connection sent no request: only /a and /b have a matched response.
+    let resp = events_of(&evs, "http.resp");
+    for t in ["/a", "/b"] {
+        assert!(
+            resp.iter().any(|e| e["body"]["data"]["http_target"] == t
+                && e["body"]["data"]["http_status_code"] == 200
+                && e["body"]["data"]["http_response_content_length"] == 10
+                && e["body"]["data"]["http_server_duration"].is_number()),
+            "http.resp for {t}: {resp:#?}"
+        );
+    }
 }

@@ -22,8 +22,13 @@ pub fn lib() -> PathBuf {
 /// A command run under the library with events and metrics going to files in `dir`
 /// (`<tag>.events`, `<tag>.metrics`), a 1 s summary period and a private command dir.
 pub fn scoped(prog: &str, dir: &Path, tag: &str) -> Command {
+    scoped_with(&lib(), prog, dir, tag)
+}
+
+/// As [`scoped`], preloading `lib` (the musl build for a musl program).
+pub fn scoped_with(lib: &Path, prog: &str, dir: &Path, tag: &str) -> Command {
     let mut c = Command::new(prog);
-    c.env("LD_PRELOAD", lib())
+    c.env("LD_PRELOAD", lib)
         .env("SCOPE_CRIBL_ENABLE", "false")
         .env(
             "SCOPE_EVENT_DEST",

@@ -19,6 +19,39 @@ fn same_as_unscoped(
     make: impl Fn(Command) -> Command,
     program: &str,
 ) -> std::process::Output {
+    compare_with_unscoped(env, make, program).1
+}
+
+/// As [`same_as_unscoped`], for a C program built against `env.libc`: stderr is identical
+/// too (no loader message), and the library really ran in the program (its start message
+/// is in the events file; a library that failed to load would leave none).
+fn c_program_same_as_unscoped(env: &Env, make: impl Fn(Command) -> Command, program: &Path) {
+    let (plain, scoped) = compare_with_unscoped(env, make, program.to_str().unwrap());
+    assert_eq!(
+        String::from_utf8_lossy(&scoped.stderr),
+        String::from_utf8_lossy(&plain.stderr),
+        "{}: stderr differs under the {:?} library",
+        program.display(),
+        env.libc
+    );
+    let name = program.file_name().unwrap().to_string_lossy().into_owned();
+    let text = std::fs::read_to_string(env.path().join("events.ndjson")).unwrap_or_default();
+    assert!(
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .any(|v| v["info"]["process"]["procname"] == name.as_str()),
+        "{name}: no start message, the {:?} library did not run in it",
+        env.libc
+    );
+}
+
+/// Runs `make()` unscoped and scoped; returns both outputs after comparing stdout and
+/// exit code.
+fn compare_with_unscoped(
+    env: &Env,
+    make: impl Fn(Command) -> Command,
+    program: &str,
+) -> (std::process::Output, std::process::Output) {
     let plain = run(make(Command::new(program)), T);
     let mut c = env.scoped(program);
     c.env("SCOPE_EVENT_ENABLE", "true")
@@ -47,7 +80,7 @@ fn same_as_unscoped(
         !plain.stdout.is_empty(),
         "{program}: the comparison needs output"
     );
-    scoped
+    (plain, scoped)
 }
 
 fn start_pids(env: &Env) -> Vec<(u64, u64)> {
@@ -236,23 +269,37 @@ int main(int argc, char **argv) {
 }
 "#;
 
-#[test]
-fn multithreaded_c_program() {
-    let env = Env::new();
-    let bin = cc(env.path(), "threads", THREADS_C, &["-pthread"]);
+fn multithreaded_c_program_with(libc: Libc) {
+    let env = Env::for_libc(libc);
+    let bin = cc_for(libc, env.path(), "threads", THREADS_C, &["-pthread"]);
     let work = env.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
-    same_as_unscoped(
+    c_program_same_as_unscoped(
         &env,
         |mut c| {
             c.arg(&work);
             c
         },
-        bin.to_str().unwrap(),
+        &bin,
     );
 }
 
+#[test]
+fn multithreaded_c_program() {
+    multithreaded_c_program_with(Libc::Glibc);
+}
+
+#[test]
+fn musl_multithreaded_c_program() {
+    multithreaded_c_program_with(Libc::Musl);
+}
+
+/// Forks 60 times; every other child execs `ECHO` (a compile-time path, `/bin/echo` unless
+/// set: a musl program execs a musl echo).
 const STORM_C: &str = r#"
+#ifndef ECHO
+#define ECHO "/bin/echo"
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -263,7 +310,7 @@ int main(void) {
         fflush(stdout);
         pid_t p = fork();
         if (p == 0) {
-            if (i % 2) { char n[16]; snprintf(n, sizeof n, "%d", i); execl("/bin/echo", "echo", "exec", n, (char *)0); _exit(127); }
+            if (i % 2) { char n[16]; snprintf(n, sizeof n, "%d", i); execl(ECHO, "echo", "exec", n, (char *)0); _exit(127); }
             printf("forked %d\n", i); fflush(stdout); _exit(i % 7);
         }
         int st; waitpid(p, &st, 0);
@@ -274,15 +321,53 @@ int main(void) {
 }
 "#;
 
+/// `echo` built against `env.libc` (`/bin/echo` for glibc), for the programs that exec one.
+fn echo_for(env: &Env) -> String {
+    match env.libc {
+        Libc::Glibc => "/bin/echo".into(),
+        Libc::Musl => cc_for(env.libc, env.path(), "echo", ECHO_C, &[])
+            .display()
+            .to_string(),
+    }
+}
+
+const ECHO_C: &str = r#"
+#include <stdio.h>
+int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) printf("%s%s", i > 1 ? " " : "", argv[i]);
+    printf("\n");
+    return 0;
+}
+"#;
+
+fn fork_exec_storm_with(libc: Libc) {
+    let env = Env::for_libc(libc);
+    let echo = format!("-DECHO=\"{}\"", echo_for(&env));
+    let bin = cc_for(libc, env.path(), "storm", STORM_C, &[&echo]);
+    c_program_same_as_unscoped(&env, |c| c, &bin);
+    // The exec'd echo images are scoped too: each has a start message of its own.
+    let pids = start_pids(&env);
+    assert!(
+        pids.len() >= 31,
+        "start messages of storm and 30 echos: {pids:?}"
+    );
+}
+
 #[test]
 fn fork_exec_storm() {
-    let env = Env::new();
-    let bin = cc(env.path(), "storm", STORM_C, &[]);
-    same_as_unscoped(&env, |c| c, bin.to_str().unwrap());
+    fork_exec_storm_with(Libc::Glibc);
+}
+
+#[test]
+fn musl_fork_exec_storm() {
+    fork_exec_storm_with(Libc::Musl);
 }
 
 const SPAWN_C: &str = r#"
 #define _GNU_SOURCE
+#ifndef ECHO
+#define ECHO "/bin/echo"
+#endif
 #include <spawn.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -291,24 +376,34 @@ extern char **environ;
 int main(void) {
     fflush(stdout);
     pid_t p = vfork();
-    if (p == 0) { execl("/bin/echo", "echo", "from vfork", (char *)0); _exit(127); }
+    if (p == 0) { execl(ECHO, "echo", "from vfork", (char *)0); _exit(127); }
     int st; waitpid(p, &st, 0);
     printf("vfork child exit %d\n", WEXITSTATUS(st)); fflush(stdout);
     char *argv[] = {"echo", "from posix_spawn", 0};
     posix_spawn_file_actions_t fa; posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addclose(&fa, 0);
-    if (posix_spawn(&p, "/bin/echo", &fa, 0, argv, environ) != 0) return 2;
+    if (posix_spawn(&p, ECHO, &fa, 0, argv, environ) != 0) return 2;
     waitpid(p, &st, 0);
     printf("posix_spawn child exit %d\n", WEXITSTATUS(st));
     return 0;
 }
 "#;
 
+fn vfork_and_posix_spawn_with(libc: Libc) {
+    let env = Env::for_libc(libc);
+    let echo = format!("-DECHO=\"{}\"", echo_for(&env));
+    let bin = cc_for(libc, env.path(), "spawn", SPAWN_C, &[&echo]);
+    c_program_same_as_unscoped(&env, |c| c, &bin);
+}
+
 #[test]
 fn vfork_and_posix_spawn() {
-    let env = Env::new();
-    let bin = cc(env.path(), "spawn", SPAWN_C, &[]);
-    same_as_unscoped(&env, |c| c, bin.to_str().unwrap());
+    vfork_and_posix_spawn_with(Libc::Glibc);
+}
+
+#[test]
+fn musl_vfork_and_posix_spawn() {
+    vfork_and_posix_spawn_with(Libc::Musl);
 }
 
 const DAEMON_C: &str = r#"
@@ -420,6 +515,7 @@ const CLOSE_RANGE_C: &str = r#"
 #include <string.h>
 #include <fcntl.h>
 #include <dirent.h>
+#include <sys/resource.h>
 #include <linux/close_range.h>
 int main(int argc, char **argv) {
     for (int i = 0; i < 5; i++) open("/etc/hostname", O_RDONLY);
@@ -427,12 +523,14 @@ int main(int argc, char **argv) {
     int fd = open(argv[1], O_CREAT | O_TRUNC | O_RDWR, 0600);
     printf("lowest fd after close_range: %d\n", fd);
     usleep(1200 * 1000);
-    /* Take over every high descriptor (the library's, if any) with dup2 and write
-       the application's own data through it. */
+    /* Take over the numbers where the library keeps its descriptors (64 below the soft
+       RLIMIT_NOFILE, at most 960; they are not listed in /proc/self/fd) with dup2 and
+       write the application's own data through them. */
     int n = 0;
-    DIR *d = opendir("/proc/self/fd"); struct dirent *e; int fds[64]; int k = 0;
-    while ((e = readdir(d)) && k < 64) { int x = atoi(e->d_name); if (x > 100) fds[k++] = x; }
-    closedir(d);
+    struct rlimit rl; getrlimit(RLIMIT_NOFILE, &rl);
+    long base = (long)rl.rlim_cur - 64; if (base > 960) base = 960;
+    int fds[8]; int k = 0;
+    for (long x = base; x < base + 8; x++) fds[k++] = (int)x;
     for (int i = 0; i < k; i++) {
         if (dup2(fd, fds[i]) == fds[i]) { write(fds[i], "app data\n", 9); close(fds[i]); n++; }
     }
@@ -496,4 +594,108 @@ fn close_range_and_dup2_over_library_fds() {
     );
     let st = env.status(pid).expect("status file");
     assert_eq!(iface(&st, "events")["attempts"], 0, "{st}");
+}
+
+/// TCP (a server thread and a client), UDP, a socketpair and a name lookup in one
+/// program; prints what each exchange returned.
+const SOCKETS_C: &str = r#"
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+static int lfd;
+static void *server(void *arg) {
+    (void)arg;
+    int c = accept(lfd, 0, 0);
+    char buf[64]; ssize_t n = recv(c, buf, sizeof buf, 0);
+    if (n > 0) { for (ssize_t i = 0; i < n; i++) buf[i] = buf[i] == 'i' ? 'o' : buf[i]; send(c, buf, n, 0); }
+    close(c);
+    return 0;
+}
+int main(void) {
+    struct sockaddr_in a; socklen_t al = sizeof a;
+    memset(&a, 0, sizeof a); a.sin_family = AF_INET; a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    lfd = socket(AF_INET, SOCK_STREAM, 0);
+    if (bind(lfd, (struct sockaddr *)&a, sizeof a) || listen(lfd, 4)) { perror("listen"); return 1; }
+    getsockname(lfd, (struct sockaddr *)&a, &al);
+    pthread_t t; pthread_create(&t, 0, server, 0);
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    if (connect(s, (struct sockaddr *)&a, sizeof a)) { perror("connect"); return 1; }
+    write(s, "ping ping ping", 14);
+    char buf[64] = {0}; ssize_t n = 0, k;
+    while (n < 14 && (k = read(s, buf + n, sizeof buf - 1 - n)) > 0) n += k;
+    printf("tcp reply: %s\n", buf);
+    close(s); pthread_join(t, 0); close(lfd);
+
+    int u1 = socket(AF_INET, SOCK_DGRAM, 0), u2 = socket(AF_INET, SOCK_DGRAM, 0);
+    memset(&a, 0, sizeof a); a.sin_family = AF_INET; a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    al = sizeof a; bind(u2, (struct sockaddr *)&a, sizeof a); getsockname(u2, (struct sockaddr *)&a, &al);
+    sendto(u1, "datagram", 8, 0, (struct sockaddr *)&a, sizeof a);
+    memset(buf, 0, sizeof buf); recvfrom(u2, buf, sizeof buf - 1, 0, 0, 0);
+    printf("udp got: %s\n", buf);
+    close(u1); close(u2);
+
+    int sp[2]; socketpair(AF_UNIX, SOCK_STREAM, 0, sp);
+    write(sp[0], "pair", 4); memset(buf, 0, sizeof buf); read(sp[1], buf, 4);
+    printf("socketpair got: %s\n", buf);
+    close(sp[0]); close(sp[1]);
+
+    struct addrinfo hints, *res = 0; memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_INET; hints.ai_socktype = SOCK_STREAM;
+    int rc = getaddrinfo("localhost", "80", &hints, &res);
+    printf("localhost resolves: %s\n", rc == 0 && res ? "yes" : gai_strerror(rc));
+    if (res) freeaddrinfo(res);
+    return 4;
+}
+"#;
+
+fn sockets_with(libc: Libc) {
+    let env = Env::for_libc(libc);
+    let bin = cc_for(libc, env.path(), "sockets", SOCKETS_C, &["-pthread"]);
+    c_program_same_as_unscoped(&env, |c| c, &bin);
+    let evs: Vec<serde_json::Value> = std::fs::read_to_string(env.path().join("events.ndjson"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let of = |src: &str| -> Vec<&serde_json::Value> {
+        evs.iter().filter(|e| e["body"]["source"] == src).collect()
+    };
+    // The TCP exchange, seen by the interposed socket calls on both ends: the client's
+    // connection closed with 14 bytes each way.
+    assert!(
+        of("net.close").iter().any(|e| {
+            let d = &e["body"]["data"];
+            d["net_transport"] == "IP.TCP" && d["net_bytes_sent"] == 14 && d["net_bytes_recv"] == 14
+        }),
+        "{:?}: net.close of the TCP connection with its byte counts: {:#?}",
+        libc,
+        of("net.close")
+    );
+    assert!(!of("net.open").is_empty(), "{libc:?}: net.open events");
+    // Metrics of the same program: its process metrics and the network counters.
+    let metrics = std::fs::read_to_string(env.path().join("metrics.txt")).unwrap_or_default();
+    let ours = |m: &str| {
+        metrics
+            .lines()
+            .any(|l| l.starts_with(m) && l.contains("proc:sockets"))
+    };
+    assert!(
+        ours("proc.start") && ours("net."),
+        "{libc:?}: process and net metrics of sockets:\n{metrics}"
+    );
+}
+
+#[test]
+fn sockets_tcp_udp_socketpair_and_lookup() {
+    sockets_with(Libc::Glibc);
+}
+
+#[test]
+fn musl_sockets_tcp_udp_socketpair_and_lookup() {
+    sockets_with(Libc::Musl);
 }

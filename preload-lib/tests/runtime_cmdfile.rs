@@ -28,7 +28,7 @@ fn http_events_on(s: &Value) -> bool {
 }
 
 fn long_running(env: &Env, events: &Collector) -> Guarded {
-    let mut c = env.scoped("/bin/sleep");
+    let mut c = env.scoped(env.sleep_program());
     c.arg("60")
         .env("SCOPE_EVENT_ENABLE", "true")
         .env("SCOPE_EVENT_DEST", &events.addr);
@@ -39,7 +39,16 @@ fn long_running(env: &Env, events: &Collector) -> Guarded {
 
 #[test]
 fn seed_example_applies_next_period_and_reverses() {
-    let env = Env::new();
+    seed_example_for(Libc::Glibc);
+}
+
+#[test]
+fn musl_seed_example_applies_next_period_and_reverses() {
+    seed_example_for(Libc::Musl);
+}
+
+fn seed_example_for(libc: Libc) {
+    let env = Env::for_libc(libc);
     let col = Collector::tcp();
     let g = long_running(&env, &col);
     let pid = g.pid();
@@ -234,4 +243,56 @@ fn summary_period_and_status_dir_change_at_runtime() {
     }
     let v: Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
     assert_eq!(v["config"]["current"]["libscope"]["summaryperiod"], 2);
+}
+
+/// A process started with events and metrics off (crash capture only: the wrappers are
+/// pass-throughs) records its file I/O once a command file turns events on, and stops
+/// again when they are turned off.
+#[test]
+fn events_turned_on_in_a_crash_only_process_record_calls_at_once() {
+    let env = Env::new();
+    let col = Collector::tcp();
+    let marker = env.path().join("marker");
+    std::fs::write(&marker, "m").unwrap();
+    // Reads the marker every 20 ms for up to a minute.
+    let script = format!(
+        "import time\nfor _ in range(3000):\n    open({:?}).read()\n    time.sleep(0.02)\n",
+        marker.display().to_string()
+    );
+    let mut c = env.scoped("/usr/bin/python3");
+    c.args(["-c", &script])
+        .env("SCOPE_EVENT_DEST", &col.addr)
+        .env("SCOPE_SNAPSHOT_BACKTRACE", "true");
+    let g = Guarded::spawn(c);
+    let pid = g.pid();
+    env.wait_status(pid, "first status", T, |_| true);
+    let file = format!("\"file\":\"{}\"", marker.display());
+    let opens = |lines: &[String]| {
+        lines
+            .iter()
+            .filter(|l| l.contains("\"op\":\"open") && l.contains(&file))
+            .count()
+    };
+    assert_eq!(
+        opens(&col.lines.all()),
+        0,
+        "nothing recorded while events are off"
+    );
+    env.write_cmd(pid, "SCOPE_EVENT_ENABLE=true\n");
+    col.lines
+        .wait("open events of the marker", T, |l| opens(l) >= 3);
+    env.write_cmd(pid, "SCOPE_EVENT_ENABLE=false\n");
+    env.wait_status(pid, "events off", T, |s| {
+        s["config"]["current"]["event"]["enable"] == "false"
+    });
+    // Two periods later nothing new arrives (the first lets events queued before the
+    // change be delivered).
+    let next_period = || {
+        let updated = env.status(pid).unwrap()["updated"].clone();
+        env.wait_status(pid, "a later period", T, |s| s["updated"] != updated);
+    };
+    next_period();
+    let after_off = opens(&col.lines.all());
+    next_period();
+    assert_eq!(opens(&col.lines.all()), after_off, "recording stopped");
 }

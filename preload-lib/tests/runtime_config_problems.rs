@@ -58,3 +58,33 @@ fn a_clean_config_lists_no_problems() {
     let st = env.wait_status(g.pid(), "first status", T, |_| true);
     assert!(st.get("config_problems").is_none(), "{st}");
 }
+
+/// `SCOPE_TAG_<name>` variables of the process start are tags of the config in effect
+/// (with `$VAR` expanded from the environment), and every event carries them.
+#[test]
+fn tags_from_the_environment_apply_at_start() {
+    let env = Env::new();
+    let col = Collector::tcp();
+    let mut c = env.scoped("/bin/sleep");
+    c.arg("30")
+        .env("SCOPE_TAG_service", "web")
+        .env("SCOPE_TAG_node", "$TEST_NODE_NAME")
+        .env("TEST_NODE_NAME", "node-7")
+        .env("SCOPE_EVENT_ENABLE", "true")
+        .env("SCOPE_EVENT_DEST", &col.addr);
+    let g = Guarded::spawn(c);
+    let st = env.wait_status(g.pid(), "first status", T, |_| true);
+    assert_eq!(
+        st["config"]["current"]["tags"],
+        serde_json::json!({"service": "web", "node": "node-7"}),
+        "{st}"
+    );
+    col.lines.wait("start message", T, |_| {
+        !col.lines.start_messages().is_empty()
+    });
+    let start = &col.lines.start_messages()[0];
+    assert_eq!(
+        start["info"]["configuration"]["current"]["tags"]["service"], "web",
+        "{start}"
+    );
+}

@@ -89,7 +89,7 @@ fn tls_collector() -> TlsCollector {
 }
 
 fn scoped_sleep(env: &Env, port: u16, extra: &[(&str, String)]) -> Guarded {
-    let mut c = env.scoped("/bin/sleep");
+    let mut c = env.scoped(env.sleep_program());
     c.arg("20")
         .env("SCOPE_EVENT_ENABLE", "true")
         .env("SCOPE_EVENT_DEST", format!("tcp://localhost:{port}"))
@@ -102,8 +102,17 @@ fn scoped_sleep(env: &Env, port: u16, extra: &[(&str, String)]) -> Guarded {
 
 #[test]
 fn tls_with_the_test_ca_delivers_the_start_message() {
+    tls_with_the_test_ca_for(Libc::Glibc);
+}
+
+#[test]
+fn musl_tls_with_the_test_ca_delivers_the_start_message() {
+    tls_with_the_test_ca_for(Libc::Musl);
+}
+
+fn tls_with_the_test_ca_for(libc: Libc) {
     let col = tls_collector();
-    let env = Env::new();
+    let env = Env::for_libc(libc);
     let child = scoped_sleep(
         &env,
         col.port,

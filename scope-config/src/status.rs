@@ -56,6 +56,15 @@ pub struct Interface {
     pub sent: u64,
     #[serde(default)]
     pub dropped: u64,
+    /// Times the application closed (or closed and reused) this transport's descriptor
+    /// behind the library's back, with raw system calls; each time the library reopened
+    /// it. Left out while 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lost_descriptors: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The last command file processed.

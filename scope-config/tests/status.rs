@@ -25,6 +25,7 @@ fn sample(pid: i64) -> StatusFile {
             failure_details: Some("connection refused".into()),
             sent: 0,
             dropped: 12,
+            lost_descriptors: 0,
         }],
         last_command: Some(LastCommand {
             file: "/tmp/scope.42".into(),

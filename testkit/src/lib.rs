@@ -1,6 +1,8 @@
 //! Test helpers shared by the workspace's integration tests.
 //!
 //! - [`libscope_path`]: the built `libscope.so` (debug profile).
+//! - [`libscope_musl_path`]: its musl build, `libscope-musl.so`; [`Libc`] pairs each C
+//!   library with its compiler and library build.
 //! - [`bin_path`]: a workspace binary (`scope`, `appscope-operator`, `appscope-webhook`).
 //!
 //! Both first run `cargo build --workspace` once per test process (a no-op in CI, which
@@ -80,6 +82,69 @@ fn built_artifact(file: &str) -> PathBuf {
 /// Path to the debug build of `libscope.so`, built on demand.
 pub fn libscope_path() -> PathBuf {
     built_artifact("libscope.so")
+}
+
+/// Outcome of the one musl build a test process does (`Err` holds the message).
+static MUSL_BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+
+/// Path to the musl build of the library (debug profile), `target/debug/libscope-musl.so`,
+/// built on demand once per test process with `preload-lib/build-musl.sh` (a quick no-op
+/// in CI, which builds it before testing). `TESTKIT_NO_BUILD=1` skips the build.
+pub fn libscope_musl_path() -> PathBuf {
+    let r = MUSL_BUILT.get_or_init(|| {
+        let path = target_dir().join("debug").join("libscope-musl.so");
+        if std::env::var_os("TESTKIT_NO_BUILD").is_none() {
+            let out = Command::new("bash")
+                .arg(workspace_root().join("preload-lib/build-musl.sh"))
+                .arg("--quiet")
+                .current_dir(workspace_root())
+                .output()
+                .map_err(|e| format!("running preload-lib/build-musl.sh: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "preload-lib/build-musl.sh failed ({}): {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+        }
+        if path.exists() {
+            Ok(path)
+        } else {
+            Err(format!("{} not found after the musl build", path.display()))
+        }
+    });
+    match r {
+        Ok(p) => p.clone(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// The C library a test program is built against, with the matching library build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Libc {
+    /// The host's glibc: `cc`, and `libscope.so`.
+    Glibc,
+    /// musl: `musl-gcc` (Debian `musl-tools`), and `libscope-musl.so`.
+    Musl,
+}
+
+impl Libc {
+    /// The library build for programs of this libc (built on demand).
+    pub fn libscope(self) -> PathBuf {
+        match self {
+            Libc::Glibc => libscope_path(),
+            Libc::Musl => libscope_musl_path(),
+        }
+    }
+
+    /// The C compiler driver that links against this libc.
+    pub fn cc(self) -> &'static str {
+        match self {
+            Libc::Glibc => "cc",
+            Libc::Musl => "musl-gcc",
+        }
+    }
 }
 
 /// Path to a workspace binary, built on demand. `package` is the cargo package that

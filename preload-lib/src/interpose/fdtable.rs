@@ -239,6 +239,17 @@ pub fn get_or_alloc(fd: i32) -> Option<&'static Slot> {
     }
 }
 
+/// Forgets every descriptor (recording is switched back on after a time off, when the
+/// application's opens and closes were not seen: what the table knew may be stale).
+pub fn forget_all() {
+    for cell in TABLE.iter().take(HIGH.load(Acquire)) {
+        // SAFETY: as above.
+        if let Some(s) = unsafe { cell.load(Acquire).as_ref() } {
+            s.clear();
+        }
+    }
+}
+
 /// The kind of `fd` (Unknown when untracked).
 #[inline]
 pub fn kind(fd: i32) -> Kind {

@@ -42,6 +42,7 @@ unsafe fn path_str(p: *const c_char) -> String {
 macro_rules! interpose {
     (
         fn $name:ident($($a:ident : $t:ty),*) -> $r:ty;
+        $(invisible = $own:ident;)?
         fallback = $fb:expr;
         before = |$pre:ident| $before:expr;
         after = |$ret:ident| $after:expr;
@@ -49,41 +50,71 @@ macro_rules! interpose {
         #[cfg_attr(not(test), unsafe(no_mangle))]
         pub unsafe extern "C" fn $name($($a: $t),*) -> $r {
             static REAL: Real = Real::new(concat!(stringify!($name), "\0"));
-            // One thread-local lookup: the re-entry counter, checked here and raised
-            // around the recording below.
-            let internal = crate::runtime::internal_counter();
-            // SAFETY: the calling thread's own counter, valid during this call.
-            let active = unsafe { (*internal).get() } != 0 || !crate::runtime::is_active();
-            // `before` is either trivial (a clock read) or wraps itself in `guarded`.
-            let $pre: u64 = if active {
-                0
-            } else {
-                #[allow(unused_unsafe)]
-                unsafe { $before }
-            };
-            let addr = REAL.addr();
-            let $ret: $r = if addr == 0 {
-                #[allow(unused_unsafe)]
-                unsafe { $fb }
-            } else {
-                // SAFETY: the libc symbol has exactly this C signature.
-                let f: unsafe extern "C" fn($($t),*) -> $r = unsafe { std::mem::transmute(addr) };
-                unsafe { f($($a),*) }
-            };
-            if active {
-                return $ret;
+            #[inline(never)]
+            unsafe fn recording($($a: $t),*) -> $r {
+                // One thread-local lookup: the re-entry counter, checked here and raised
+                // around the recording below.
+                let internal = crate::runtime::internal_counter();
+                // SAFETY: the calling thread's own counter, valid during this call.
+                let active = unsafe { (*internal).get() } != 0 || !crate::runtime::is_active();
+                // The library's own descriptors do not exist for the application: it gets
+                // what it would get without the library, EBADF, and ours stays open.
+                $(
+                    if !active && crate::transport::is_own_fd($own) {
+                        set_errno(libc::EBADF);
+                        return -1;
+                    }
+                )?
+                // `before` is either trivial (a clock read) or wraps itself in `guarded`.
+                let $pre: u64 = if active {
+                    0
+                } else {
+                    #[allow(unused_unsafe)]
+                    unsafe { $before }
+                };
+                let addr = REAL.addr();
+                let $ret: $r = if addr == 0 {
+                    #[allow(unused_unsafe)]
+                    unsafe { $fb }
+                } else {
+                    // SAFETY: the libc symbol has exactly this C signature.
+                    let f: unsafe extern "C" fn($($t),*) -> $r = unsafe { std::mem::transmute(addr) };
+                    unsafe { f($($a),*) }
+                };
+                if active {
+                    return $ret;
+                }
+                let saved = errno();
+                // SAFETY: as above.
+                let c = unsafe { &*internal };
+                c.set(c.get() + 1);
+                let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    #[allow(unused_unsafe)]
+                    unsafe { $after }
+                }));
+                c.set(c.get() - 1);
+                set_errno(saved);
+                $ret
             }
-            let saved = errno();
-            // SAFETY: as above.
-            let c = unsafe { &*internal };
-            c.set(c.get() + 1);
-            let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                #[allow(unused_unsafe)]
-                unsafe { $after }
-            }));
-            c.set(c.get() - 1);
-            set_errno(saved);
-            $ret
+            // Crash capture only: nothing is recorded, call the real function at once.
+            // This path has no frame of its own (the recording path is out of line), so
+            // the real call is a tail jump.
+            if !crate::runtime::is_recording() {
+                $(
+                    if crate::transport::is_own_fd($own) && !crate::runtime::is_internal() {
+                        set_errno(libc::EBADF);
+                        return -1;
+                    }
+                )?
+                let addr = REAL.addr();
+                if addr != 0 {
+                    // SAFETY: the libc symbol has exactly this C signature.
+                    let f: unsafe extern "C" fn($($t),*) -> $r = unsafe { std::mem::transmute(addr) };
+                    return unsafe { f($($a),*) };
+                }
+            }
+            // SAFETY: same arguments, same contract.
+            unsafe { recording($($a),*) }
         }
     };
 }
@@ -186,13 +217,10 @@ interpose! {
 }
 interpose! {
     fn close(fd: c_int) -> c_int;
+    invisible = fd;
     fallback = libc::syscall(libc::SYS_close, fd) as c_int;
     before = |_p| {
         guarded(|| {
-            if crate::transport::is_own_fd(fd) {
-                // The application is closing a number we use: move ours away first.
-                crate::transport::relocate_own_fd(fd);
-            }
             record::close(fd, "close");
             0
         })
@@ -438,12 +466,14 @@ interpose! {
 
 interpose! {
     fn dup(old: c_int) -> c_int;
+    invisible = old;
     fallback = libc::syscall(libc::SYS_dup, old) as c_int;
     before = |_p| 0;
     after = |r| if r >= 0 && !record::own_fd(old) { super::fdtable::dup(old, r, crate::metrics::mono_ns()) };
 }
 interpose! {
     fn dup2(old: c_int, new: c_int) -> c_int;
+    invisible = old;
     fallback = libc::syscall(libc::SYS_dup3, old, new, 0) as c_int;
     before = |_p| {
         guarded(|| {
@@ -460,6 +490,7 @@ interpose! {
 }
 interpose! {
     fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int;
+    invisible = old;
     fallback = libc::syscall(libc::SYS_dup3, old, new, flags) as c_int;
     before = |_p| {
         guarded(|| {
@@ -476,6 +507,7 @@ interpose! {
 }
 interpose! {
     fn fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int;
+    invisible = fd;
     fallback = libc::syscall(libc::SYS_fcntl, fd, cmd, arg) as c_int;
     before = |_p| 0;
     after = |r| if r >= 0 && (cmd == libc::F_DUPFD || cmd == libc::F_DUPFD_CLOEXEC) && !record::own_fd(fd) {
@@ -484,6 +516,7 @@ interpose! {
 }
 interpose! {
     fn fcntl64(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int;
+    invisible = fd;
     fallback = libc::syscall(libc::SYS_fcntl, fd, cmd, arg) as c_int;
     before = |_p| 0;
     after = |r| if r >= 0 && (cmd == libc::F_DUPFD || cmd == libc::F_DUPFD_CLOEXEC) && !record::own_fd(fd) {

@@ -3,6 +3,7 @@
 //! - [`guard`]: the thread-local re-entry guard.
 //! - [`real`]: lazy `dlsym(RTLD_NEXT)` resolution of the real functions.
 //! - [`fdtable`]: the per-fd state table.
+//! - [`fddir`]: the library's descriptors left out of listings of `/proc/self/fd`.
 //! - [`record`]: what is recorded after each call (metrics, events, HTTP/DNS detection).
 //! - `libc_fns`: the exported wrappers themselves (including `preadv`/`pwritev` and
 //!   their `64`/`v2` variants).
@@ -10,6 +11,7 @@
 //! - [`stdio`]: the printf family and the single-character stdio writers.
 
 mod bufs;
+pub mod fddir;
 pub mod fdtable;
 pub mod guard;
 #[cfg(not(test))]

@@ -8,6 +8,7 @@
 //! pass-through (`runtime::is_active()` is false and the interposers do nothing).
 
 pub mod cmddir;
+pub mod lifecycle;
 pub mod procinfo;
 pub mod reporter;
 pub mod startmsg;
@@ -156,6 +157,20 @@ pub fn is_active() -> bool {
     STATE.load(Ordering::Acquire) == ACTIVE
 }
 
+/// Events or metrics are on in the config in effect. While they are both off (crash
+/// capture only), every interposed I/O function is a pass-through: one load and branch,
+/// then the real function, with no clock read, no fd-table work and no thread-local
+/// lookup. Turning either on (a command file, a ScopeConfig) switches the wrappers on at
+/// once; calls made before that were not recorded (descriptors opened meanwhile are
+/// classified when first used).
+static RECORDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// True while events or metrics are on (see [`RECORDING`]).
+#[inline(always)]
+pub fn is_recording() -> bool {
+    RECORDING.load(Ordering::Relaxed)
+}
+
 /// The config in effect (cheap: one atomic load plus a reference count). Before init it
 /// is AppScope's defaults.
 pub fn config() -> Arc<Config> {
@@ -207,6 +222,11 @@ pub(crate) fn publish_config(new: Config, first: bool) -> bool {
 /// `text` (expensive: kept off the application's threads).
 fn run_hooks(cfg: &Config, crash: Option<bool>) {
     let _g = internal();
+    let recording = cfg.event.enable || cfg.metric.enable;
+    if RECORDING.swap(recording, Ordering::AcqRel) != recording && recording {
+        // Opens and closes made while nothing was recorded were not seen.
+        crate::interpose::fdtable::forget_all();
+    }
     let _ = catch_unwind(AssertUnwindSafe(|| crate::metrics::on_config(cfg)));
     let _ = catch_unwind(AssertUnwindSafe(|| crate::events::on_config(cfg)));
     if let Some(text) = crash {
@@ -338,6 +358,7 @@ pub fn log(level: scope_config::model::LogLevel, msg: &str) {
 
 // ---- constructor, fork, exit ----------------------------------------------------------
 
+#[cfg(not(target_env = "musl"))]
 unsafe extern "C" {
     /// glibc's registration behind pthread_atfork (exported since GLIBC_2.3.2; calling it
     /// directly avoids depending on libpthread_nonshared on old glibc).
@@ -349,8 +370,23 @@ unsafe extern "C" {
     ) -> libc::c_int;
 }
 
-fn env_get(k: &str) -> Option<String> {
-    std::env::var(k).ok()
+/// Registers `child` to run in the child after fork(): through glibc's `__register_atfork`,
+/// or musl's `pthread_atfork` (musl has no `__register_atfork`; its `pthread_atfork` is in
+/// libc.so itself).
+///
+/// # Safety
+/// `child` must be safe to run in a forked child (async-signal-safe in spirit).
+unsafe fn register_atfork_child(child: unsafe extern "C" fn()) {
+    #[cfg(not(target_env = "musl"))]
+    // SAFETY: plain extern "C" fn with no captured state; no DSO handle (never unloaded).
+    unsafe {
+        __register_atfork(None, None, Some(child), std::ptr::null_mut())
+    };
+    #[cfg(target_env = "musl")]
+    // SAFETY: as above.
+    unsafe {
+        libc::pthread_atfork(None, None, Some(child))
+    };
 }
 
 /// Full initialisation (the constructor calls it; tests may too). Idempotent.
@@ -366,12 +402,11 @@ pub fn init() {
         procinfo::init();
         transport::init();
         transport::fds::pregrow_fd_table();
-        let loaded = scope_config::load(&env_get);
-        reporter::set_load_diagnostics(&loaded);
+        let loaded = reporter::load_at_start();
         publish_config(loaded.config, true);
         let _ = catch_unwind(AssertUnwindSafe(crate::interpose::init));
         // SAFETY: registering plain extern "C" fns with no captured state.
-        unsafe { __register_atfork(None, None, Some(atfork_child), std::ptr::null_mut()) };
+        unsafe { register_atfork_child(atfork_child) };
         reporter::spawn()
     }));
     match ok {
@@ -390,6 +425,7 @@ unsafe extern "C" fn atfork_child() {
         let _g = internal();
         // The parent's background thread does not exist here.
         LIB_TID.store(0, Ordering::Release);
+        lifecycle::after_fork_child();
         procinfo::after_fork_child();
         transport::after_fork_child();
         let _ = catch_unwind(crate::metrics::reset_after_fork);

@@ -12,7 +12,8 @@ use scope_config::status::{LastCommand, Rejected};
 use scope_config::{Config, LoadInput, Loaded};
 
 use super::{
-    cmddir, config, endpoints, log, proc_info, procinfo, publish_config, startmsg, status,
+    cmddir, config, endpoints, lifecycle, log, proc_info, procinfo, publish_config, startmsg,
+    status,
 };
 use crate::transport;
 
@@ -54,9 +55,17 @@ fn state() -> MutexGuard<'static, State> {
     reporter().state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Keeps what the loader reported at start (and the environment, for reloads).
-pub(crate) fn set_load_diagnostics(loaded: &Loaded) {
+/// Loads the config at start from the environment (read once: `SCOPE_*` and `HOME`, see
+/// [`scope_env`]) and the config file, and keeps what the loader reported (and the
+/// environment, for reloads).
+pub(crate) fn load_at_start() -> Loaded {
     let env = scope_env();
+    let loaded = reload_with(&env, None);
+    set_load_diagnostics(&loaded, env);
+    loaded
+}
+
+fn set_load_diagnostics(loaded: &Loaded, env: Vec<(String, String)>) {
     let mut s = state();
     s.load_diagnostics = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
     s.env = env;
@@ -257,6 +266,10 @@ fn run() {
     let mut next = Instant::now() + period_of(&config());
     loop {
         let r = catch_unwind(AssertUnwindSafe(|| {
+            if lifecycle::main_exited() {
+                // Returns only while an application thread is left.
+                lifecycle::check();
+            }
             let now = Instant::now();
             if now >= next {
                 tick();
@@ -271,6 +284,9 @@ fn run() {
             if let Some(t) = transport::next_attempt() {
                 wake = wake.min(t);
             }
+            if lifecycle::main_exited() {
+                wake = wake.min(Instant::now() + lifecycle::FAST_POLL);
+            }
             let now = Instant::now();
             if wake > now && transport::go_idle() {
                 std::thread::park_timeout(wake - now);
@@ -284,12 +300,20 @@ fn run() {
     }
 }
 
+/// Loads the config from `env` (the `SCOPE_*` variables of the process start, looked up
+/// without scanning the environment for each of the hundred names the loader asks for;
+/// other names, which values may expand as `$VAR`, come from the environment) and the
+/// config file (`path`, or the one the environment names). `SCOPE_TAG_*` become tags.
 fn reload_with(env: &[(String, String)], path: Option<PathBuf>) -> Loaded {
     let lookup = |n: &str| {
-        env.iter()
-            .rev()
-            .find(|(k, _)| k == n)
-            .map(|(_, v)| v.clone())
+        if n.starts_with("SCOPE_") || n == "HOME" {
+            env.iter()
+                .rev()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.clone())
+        } else {
+            std::env::var(n).ok()
+        }
     };
     let tag_vars = env
         .iter()
@@ -307,12 +331,16 @@ fn reload_with(env: &[(String, String)], path: Option<PathBuf>) -> Loaded {
 /// One summary period.
 fn tick() {
     let r = reporter();
-    let _t = r.tick.lock().unwrap_or_else(|e| e.into_inner());
+    let t = r.tick.lock().unwrap_or_else(|e| e.into_inner());
     let _ = catch_unwind(crate::metrics::flush_period);
     transport::check_peers();
     ensure_dirs(&config());
     apply_command_file();
     write_status();
+    drop(t);
+    // Once per period: a main thread that ended without `pthread_exit` (which wakes this
+    // thread at once) is noticed here.
+    lifecycle::check();
 }
 
 fn apply_command_file() {
@@ -403,6 +431,7 @@ fn write_status() {
         last.as_ref(),
         &problems,
         procinfo::now_unix(),
+        false,
     ) {
         let dir = cfg
             .status_dir
@@ -457,6 +486,7 @@ pub(crate) fn at_exit() {
             last.as_ref(),
             &problems,
             procinfo::now_unix(),
+            true,
         );
     }
 }

@@ -24,6 +24,9 @@ pub enum WriteResult {
     WouldBlock,
     /// The connection is broken: close and reconnect.
     Broken(io::Error),
+    /// The descriptor was closed (or closed and reused) under the library by a raw system
+    /// call: nothing was written; reconnect and write the same bytes there.
+    Lost,
 }
 
 enum Kind {
@@ -537,6 +540,15 @@ impl Conn {
         }
     }
 
+    /// True when the descriptor was closed or replaced under the library (see
+    /// [`WriteResult::Lost`]).
+    pub fn is_lost(&self) -> bool {
+        match self.kind {
+            Kind::Owned(id) => fds::with_fd(id, |_| ()).is_none(),
+            Kind::Std(_) => false,
+        }
+    }
+
     /// True when the peer has closed a stream connection (checked without blocking), so a
     /// dead collector is noticed even when nothing is being sent.
     pub fn peer_closed(&self) -> bool {
@@ -586,12 +598,7 @@ impl Conn {
                     }
                 }) {
                     Some(r) => r,
-                    None => {
-                        return WriteResult::Broken(io::Error::new(
-                            io::ErrorKind::NotConnected,
-                            "descriptor taken over by the application",
-                        ));
-                    }
+                    None => return WriteResult::Lost,
                 }
             }
         };

@@ -11,7 +11,7 @@
 //! the duration of one non-blocking syscall; relocation waits for that to finish.
 
 use std::ffi::CStr;
-use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 use libc::{c_int, c_uint, c_void};
 
@@ -24,13 +24,30 @@ pub const SLOTS: usize = 8;
 struct Slot {
     fd: AtomicI32,
     busy: AtomicU32,
+    /// What the descriptor refers to (device and inode, see [`identity`]), so a number
+    /// the application closed under us (a raw system call) and then reused is never
+    /// written to as ours.
+    dev: AtomicU64,
+    ino: AtomicU64,
 }
 
 #[allow(clippy::declare_interior_mutable_const)]
 const EMPTY: Slot = Slot {
     fd: AtomicI32::new(-1),
     busy: AtomicU32::new(0),
+    dev: AtomicU64::new(0),
+    ino: AtomicU64::new(0),
 };
+
+/// Device and inode of an open descriptor (None when it is not open).
+fn identity(fd: c_int) -> Option<(u64, u64)> {
+    // SAFETY: fstat into a zeroed local buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return None;
+    }
+    Some((st.st_dev as u64, st.st_ino as u64))
+}
 
 static TABLE: [Slot; SLOTS] = [EMPTY; SLOTS];
 /// The lowest descriptor number ever registered (never raised): the interposers' check
@@ -107,11 +124,16 @@ pub fn adopt(fd: c_int) -> Option<SlotId> {
     };
     // Before the number is published in the table.
     register_low(use_fd);
+    let (dev, ino) = identity(use_fd).unwrap_or_default();
     for (i, s) in TABLE.iter().enumerate() {
         if s.fd
-            .compare_exchange(-1, use_fd, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(-1, -2, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
+            // Reserved (-2 matches no descriptor): set the identity, then publish.
+            s.dev.store(dev, Ordering::Release);
+            s.ino.store(ino, Ordering::Release);
+            s.fd.store(use_fd, Ordering::Release);
             return Some(SlotId(i));
         }
     }
@@ -120,13 +142,22 @@ pub fn adopt(fd: c_int) -> Option<SlotId> {
 }
 
 /// Runs one syscall with the slot's current descriptor. Returns `None` when the slot is
-/// empty (the descriptor was lost).
+/// empty or its descriptor was lost: closed under us by a raw system call (which the
+/// interposers cannot see), perhaps with the number reused by the application. Such a
+/// slot is emptied without closing the number (it is not ours any more); the transport
+/// reports the loss (failure details, dropped lines) and reconnects.
 pub fn with_fd<R>(id: SlotId, f: impl FnOnce(c_int) -> R) -> Option<R> {
     let s = &TABLE[id.0];
     s.busy.fetch_add(1, Ordering::SeqCst);
     let fd = s.fd.load(Ordering::SeqCst);
-    let r = if fd >= 0 { Some(f(fd)) } else { None };
+    let ours = fd >= 0
+        && identity(fd) == Some((s.dev.load(Ordering::Acquire), s.ino.load(Ordering::Acquire)));
+    let r = if ours { Some(f(fd)) } else { None };
     s.busy.fetch_sub(1, Ordering::SeqCst);
+    if fd >= 0 && !ours {
+        let _ =
+            s.fd.compare_exchange(fd, -1, Ordering::SeqCst, Ordering::SeqCst);
+    }
     r
 }
 
@@ -135,10 +166,18 @@ pub fn current(id: SlotId) -> c_int {
     TABLE[id.0].fd.load(Ordering::Acquire)
 }
 
-/// Closes and unregisters a slot's descriptor.
+/// Closes and unregisters a slot's descriptor (one found lost is only unregistered).
 pub fn release(id: SlotId) {
     let s = &TABLE[id.0];
     let fd = s.fd.swap(-1, Ordering::SeqCst);
+    let fd = if fd >= 0
+        && identity(fd) != Some((s.dev.load(Ordering::Acquire), s.ino.load(Ordering::Acquire)))
+    {
+        // Lost: the number is not ours to close.
+        -1
+    } else {
+        fd
+    };
     wait_idle(s);
     if fd >= 0 {
         let _g = runtime::internal();

@@ -42,6 +42,14 @@ impl Channel {
             Channel::Log => "log",
         }
     }
+
+    /// The channel opens its destination only once it has a line to write: the library's
+    /// log is usually empty, and a process should not carry a descriptor for it.
+    /// Metrics and events connect at start, so the status file tells at once whether
+    /// their destination is reachable and the start message goes out.
+    pub fn on_demand(self) -> bool {
+        self == Channel::Log
+    }
 }
 
 /// Most lines one channel's queue holds.
@@ -137,6 +145,8 @@ pub struct LinkStatus {
     pub sent: u64,
     /// Lines dropped: queue full, destination down or connection lost mid-write.
     pub dropped: u64,
+    /// Times the descriptor was closed or replaced under the library (then reopened).
+    pub lost_descriptors: u64,
 }
 
 struct Link {
@@ -159,7 +169,12 @@ struct Link {
     greeting: Option<Vec<u8>>,
     /// The background thread is connecting (without holding this link's lock).
     connecting: bool,
+    /// Descriptors of this link closed or replaced under the library.
+    lost: u64,
 }
+
+/// Failure details of a link whose descriptor the application closed under the library.
+const LOST_DESCRIPTOR: &str = "descriptor closed by the application; reconnected";
 
 impl Link {
     fn new(channel: Channel) -> Link {
@@ -178,6 +193,7 @@ impl Link {
             dropped: 0,
             greeting: None,
             connecting: false,
+            lost: 0,
         }
     }
 
@@ -204,6 +220,16 @@ impl Link {
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
     }
 
+    /// The descriptor was closed or replaced under us (see [`WriteResult::Lost`]):
+    /// nothing pending was written, so it is kept for the next connection, made at once.
+    fn lost_descriptor(&mut self, now: Instant) {
+        // Dropping the connection does not close the number: it is no longer ours.
+        self.conn = None;
+        self.failure = LOST_DESCRIPTOR.into();
+        self.next_attempt = now;
+        self.lost += 1;
+    }
+
     /// Records the result of a connection attempt.
     fn connect_result(&mut self, r: std::io::Result<Conn>, now: Instant) {
         match r {
@@ -214,7 +240,8 @@ impl Link {
                 self.failure.clear();
                 self.backoff = BACKOFF_MIN;
                 if let Some(g) = &self.greeting {
-                    self.pending.extend_from_slice(g);
+                    // First on the connection, before lines kept from a lost descriptor.
+                    self.pending.splice(0..0, g.iter().copied());
                     self.pending_lines += 1;
                     self.sent += 1;
                 }
@@ -281,6 +308,10 @@ impl Link {
                     self.disconnect(e.to_string(), now);
                     return false;
                 }
+                WriteResult::Lost => {
+                    self.lost_descriptor(now);
+                    return false;
+                }
             }
             if Instant::now() >= deadline {
                 return true;
@@ -289,9 +320,17 @@ impl Link {
         if let Some(conn) = self.conn.as_mut()
             && conn.has_buffered()
         {
-            if let WriteResult::Broken(e) = conn.flush_buffered() {
-                self.disconnect(e.to_string(), now);
-                return false;
+            match conn.flush_buffered() {
+                WriteResult::Broken(e) => {
+                    self.disconnect(e.to_string(), now);
+                    return false;
+                }
+                // Bytes of the TLS session are lost with it.
+                WriteResult::Lost => {
+                    self.disconnect(LOST_DESCRIPTOR.into(), now);
+                    return false;
+                }
+                _ => {}
             }
             return conn.has_buffered();
         }
@@ -319,6 +358,11 @@ impl Link {
                     self.sent += self.pending_lines;
                 }
                 WriteResult::WouldBlock => return true,
+                WriteResult::Lost => {
+                    // Nothing was sent: the same datagram goes out on the new socket.
+                    self.lost_descriptor(now);
+                    return false;
+                }
                 WriteResult::Broken(e) => {
                     // ECONNREFUSED from an earlier datagram: nobody listens. The socket
                     // stays usable; count the loss and report it.
@@ -346,6 +390,7 @@ impl Link {
             failure_details: self.failure.clone(),
             sent: self.sent,
             dropped: self.dropped + q.dropped.load(Ordering::Relaxed),
+            lost_descriptors: self.lost,
         }
     }
 }
@@ -548,7 +593,7 @@ fn connect_step(s: &Shared, i: usize) {
     let now = Instant::now();
     let ep = {
         let mut l = lock_link(&s.links[i]);
-        if !l.wants_connect(now) {
+        if !l.wants_connect(now) || (l.channel.on_demand() && s.queues[i].is_empty()) {
             return;
         }
         l.connecting = true;
@@ -587,7 +632,9 @@ pub fn check_peers() {
     let now = Instant::now();
     for m in s.links.iter() {
         let mut link = lock_link(m);
-        if link.conn.as_ref().is_some_and(|c| c.peer_closed()) {
+        if link.conn.as_ref().is_some_and(|c| c.is_lost()) {
+            link.lost_descriptor(now);
+        } else if link.conn.as_ref().is_some_and(|c| c.peer_closed()) {
             link.disconnect("connection closed by peer".into(), now);
         }
     }
@@ -622,6 +669,13 @@ pub fn go_idle() -> bool {
         return false;
     }
     true
+}
+
+/// Wakes the background thread now (whether or not data is queued).
+pub fn unpark_worker() {
+    if let Some(t) = shared().and_then(|s| s.thread.get()) {
+        t.unpark();
+    }
 }
 
 /// Clears the idle mark after waking.
@@ -691,7 +745,7 @@ pub fn flush_until(deadline: Instant, greeting: &dyn Fn() -> Vec<u8>) {
             return;
         };
         if l.conn.is_none() {
-            if l.down || !l.endpoint.exit_connectable() {
+            if l.down || !l.endpoint.exit_connectable() || (l.channel.on_demand() && q.is_empty()) {
                 continue;
             }
             // A local destination the background thread is connecting to right now:

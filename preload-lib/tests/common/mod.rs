@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub use testkit::Libc;
+
 pub fn libscope() -> PathBuf {
     testkit::libscope_path()
 }
@@ -22,17 +24,24 @@ pub fn libscope() -> PathBuf {
 /// A per-test directory with `status/`, `cmd/`, and a log file.
 pub struct Env {
     pub dir: tempfile::TempDir,
+    /// Whose library build `scoped` preloads.
+    pub libc: Libc,
 }
 
 impl Env {
     pub fn new() -> Env {
+        Env::for_libc(Libc::Glibc)
+    }
+
+    /// An environment whose scoped commands preload the build for `libc`.
+    pub fn for_libc(libc: Libc) -> Env {
         let dir = tempfile::Builder::new()
             .prefix("scope-test-")
             .tempdir()
             .unwrap();
         std::fs::create_dir_all(dir.path().join("status")).unwrap();
         std::fs::create_dir_all(dir.path().join("cmd")).unwrap();
-        Env { dir }
+        Env { dir, libc }
     }
     pub fn path(&self) -> &Path {
         self.dir.path()
@@ -50,9 +59,9 @@ impl Env {
     /// Environment for a scoped run: our library preloaded, cribl off, 1 s period,
     /// status/cmd/log inside this directory, metrics and events disabled unless the
     /// caller sets destinations with `.env(...)` afterwards.
-    pub fn scoped(&self, program: &str) -> Command {
+    pub fn scoped(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut c = Command::new(program);
-        c.env("LD_PRELOAD", libscope())
+        c.env("LD_PRELOAD", self.libc.libscope())
             .env("SCOPE_CRIBL_ENABLE", "false")
             .env("SCOPE_CONF_PATH", self.dir.path().join("no-scope.yml"))
             .env("SCOPE_SUMMARY_PERIOD", "1")
@@ -66,6 +75,28 @@ impl Env {
             .env("SCOPE_METRIC_ENABLE", "false")
             .env("SCOPE_EVENT_ENABLE", "false");
         c
+    }
+
+    /// A program that sleeps for `argv[1]` seconds, linked against this environment's libc:
+    /// `/bin/sleep` for glibc, a `musl-gcc` build for musl (compiled once per environment).
+    pub fn sleep_program(&self) -> PathBuf {
+        match self.libc {
+            Libc::Glibc => PathBuf::from("/bin/sleep"),
+            Libc::Musl => {
+                let p = self.dir.path().join("sleep");
+                if p.exists() {
+                    return p;
+                }
+                cc_for(
+                    self.libc,
+                    self.dir.path(),
+                    "sleep",
+                    "#include <stdlib.h>\n#include <unistd.h>\n\
+                     int main(int c, char **v) { sleep(c > 1 ? atoi(v[1]) : 1); return 0; }\n",
+                    &[],
+                )
+            }
+        }
     }
 
     pub fn status_path(&self, pid: u32) -> PathBuf {
@@ -380,10 +411,15 @@ pub fn closed_port() -> u16 {
 
 /// Compiles a C source with `cc` into `dir` and returns the binary.
 pub fn cc(dir: &Path, name: &str, src: &str, extra: &[&str]) -> PathBuf {
+    cc_for(Libc::Glibc, dir, name, src, extra)
+}
+
+/// Compiles a C source against `libc` (`cc` or `musl-gcc`) into `dir`.
+pub fn cc_for(libc: Libc, dir: &Path, name: &str, src: &str, extra: &[&str]) -> PathBuf {
     let c = dir.join(format!("{name}.c"));
     std::fs::write(&c, src).unwrap();
     let bin = dir.join(name);
-    let out = Command::new("cc")
+    let out = Command::new(libc.cc())
         .arg("-O1")
         .arg("-o")
         .arg(&bin)
@@ -393,7 +429,8 @@ pub fn cc(dir: &Path, name: &str, src: &str, extra: &[&str]) -> PathBuf {
         .expect("cc");
     assert!(
         out.status.success(),
-        "cc {name}: {}",
+        "{} {name}: {}",
+        libc.cc(),
         String::from_utf8_lossy(&out.stderr)
     );
     bin

@@ -17,17 +17,33 @@ pub enum Opt {
     O2NoFp,
 }
 
+pub use testkit::Libc;
+
 static DEBUG: OnceLock<PathBuf> = OnceLock::new();
 static O2: OnceLock<PathBuf> = OnceLock::new();
+static MUSL_DEBUG: OnceLock<PathBuf> = OnceLock::new();
+static MUSL_O2: OnceLock<PathBuf> = OnceLock::new();
 
 /// The compiled `tests/c/crash.c` (built once per test binary).
 pub fn program(opt: Opt) -> PathBuf {
-    let cell = match opt {
-        Opt::Debug => &DEBUG,
-        Opt::O2NoFp => &O2,
+    program_for(Libc::Glibc, opt)
+}
+
+/// `tests/c/crash.c` compiled against `libc` (`gcc` or `musl-gcc`), once per test binary.
+/// The musl builds have the same names, in a directory of their own.
+pub fn program_for(libc: Libc, opt: Opt) -> PathBuf {
+    let cell = match (libc, opt) {
+        (Libc::Glibc, Opt::Debug) => &DEBUG,
+        (Libc::Glibc, Opt::O2NoFp) => &O2,
+        (Libc::Musl, Opt::Debug) => &MUSL_DEBUG,
+        (Libc::Musl, Opt::O2NoFp) => &MUSL_O2,
     };
     cell.get_or_init(|| {
         let dir = testkit::target_dir().join("crash-tests");
+        let dir = match libc {
+            Libc::Glibc => dir,
+            Libc::Musl => dir.join("musl"),
+        };
         std::fs::create_dir_all(&dir).unwrap();
         let name = match opt {
             Opt::Debug => "crash-O0",
@@ -42,14 +58,18 @@ pub fn program(opt: Opt) -> PathBuf {
             Opt::O2NoFp => &["-g", "-O2", "-fomit-frame-pointer"],
         };
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/crash.c");
-        let st = Command::new("gcc")
+        let compiler = match libc {
+            Libc::Glibc => "gcc",
+            Libc::Musl => libc.cc(),
+        };
+        let st = Command::new(compiler)
             .args(flags)
             .args(["-pthread", "-o"])
             .arg(&tmp)
             .arg(&src)
             .status()
-            .expect("running gcc");
-        assert!(st.success(), "gcc failed for {}", src.display());
+            .expect("running the C compiler");
+        assert!(st.success(), "{compiler} failed for {}", src.display());
         std::fs::rename(&tmp, &out).unwrap();
         out
     })
@@ -94,9 +114,20 @@ impl Drop for Kill {
 }
 
 pub fn scoped_command(prog: &Path, args: &[String], snap: &Path, env: &[(&str, &str)]) -> Command {
+    scoped_command_with(&libscope(), prog, args, snap, env)
+}
+
+/// As [`scoped_command`], preloading `lib`.
+pub fn scoped_command_with(
+    lib: &Path,
+    prog: &Path,
+    args: &[String],
+    snap: &Path,
+    env: &[(&str, &str)],
+) -> Command {
     let mut c = Command::new(prog);
     c.args(args)
-        .env("LD_PRELOAD", libscope())
+        .env("LD_PRELOAD", lib)
         .env("SCOPE_SNAPSHOT_BACKTRACE", "true")
         .env("SCOPE_SNAPSHOT_COREDUMP", "true")
         .env("SCOPE_SNAPSHOT_DIR", snap)
@@ -133,7 +164,23 @@ pub fn run_scoped(
     env: &[(&str, &str)],
     limit: Duration,
 ) -> (ExitStatus, u32) {
-    let mut c = scoped_command(prog, args, snap, env);
+    run_scoped_for(Libc::Glibc, prog, args, snap, env, limit)
+}
+
+/// As [`run_scoped`], preloading the library build for `libc`.
+pub fn run_scoped_for(
+    libc: Libc,
+    prog: &Path,
+    args: &[String],
+    snap: &Path,
+    env: &[(&str, &str)],
+    limit: Duration,
+) -> (ExitStatus, u32) {
+    let lib = match libc {
+        Libc::Glibc => libscope(),
+        Libc::Musl => testkit::libscope_musl_path(),
+    };
+    let mut c = scoped_command_with(&lib, prog, args, snap, env);
     c.stdout(Stdio::null());
     let mut child = Kill(c.spawn().unwrap());
     let pid = child.0.id();
