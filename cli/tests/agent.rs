@@ -55,6 +55,27 @@ fn report_dirs(store: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// Stored reports (not a temp dir, `report.json` written).
+fn completed_reports(store: &Path) -> usize {
+    report_dirs(store)
+        .iter()
+        .filter(|d| {
+            !d.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".tmp-")
+                && d.join("report.json").is_file()
+        })
+        .count()
+}
+
+fn watch_has_bundles(watch: &Path) -> bool {
+    watch
+        .read_dir()
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false)
+}
+
 /// `scope [-j] agent --local --once --store STORE --watch WATCH --only-watch EXTRA...`:
 /// one collector pass over the test's own watch dir only.
 fn once_args<'a>(store: &'a str, watch: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
@@ -93,14 +114,12 @@ fn sigkill_at_random_points_loses_and_duplicates_nothing() {
         | 1;
     eprintln!("kill schedule seed {seed}");
     let mut rng = Rng(seed);
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // Build before the timed loop (the first `scope` path builds the workspace).
+    let _ = scope_bin();
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(60);
     let mut kills = 0;
-    while watch
-        .read_dir()
-        .map(|mut d| d.next().is_some())
-        .unwrap_or(false)
-        && Instant::now() < deadline
-    {
+    while watch_has_bundles(&watch) && Instant::now() < deadline {
         let mut child = s
             .cmd(&[
                 "agent",
@@ -120,26 +139,32 @@ fn sigkill_at_random_points_loses_and_duplicates_nothing() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        // An agent (debug build) starts in a few ms on an idle machine and in up to
-        // ~150 ms on a loaded one, then stores a bundle every few ms: kill between 2 and
-        // 80 ms so that some die starting and most mid-work (each kill is printed).
-        std::thread::sleep(Duration::from_millis(2 + rng.next() % 78));
+        // Every other agent is killed 2 to 80 ms after it was started, wherever that
+        // finds it (starting, or mid-work: an agent starts in a few ms on an idle
+        // machine and in up to ~150 ms on a loaded one). The others are killed 0 to 10
+        // ms after they stored their first report, so that agents die mid-work however
+        // slowly the machine starts them.
+        if kills % 2 == 0 {
+            let before = completed_reports(&store);
+            let until = Instant::now() + Duration::from_secs(30);
+            while completed_reports(&store) == before
+                && watch_has_bundles(&watch)
+                && child.try_wait().unwrap().is_none()
+                && Instant::now() < until
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            std::thread::sleep(Duration::from_millis(rng.next() % 11));
+        } else {
+            std::thread::sleep(Duration::from_millis(2 + rng.next() % 78));
+        }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         kills += 1;
     }
     // Reports stored by agents that were then killed: without any, the kills exercised
     // nothing (every agent died before its first ingestion).
-    let stored_under_kills = report_dirs(&store)
-        .iter()
-        .filter(|d| {
-            !d.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(".tmp-")
-                && d.join("report.json").is_file()
-        })
-        .count();
+    let stored_under_kills = completed_reports(&store);
     eprintln!("{stored_under_kills} of {n} bundles stored by agents that were then killed");
     assert!(
         stored_under_kills > 0,
@@ -152,7 +177,10 @@ fn sigkill_at_random_points_loses_and_duplicates_nothing() {
         &[],
     ));
     assert!(out.status.success(), "{}", text(&out.stderr));
-    eprintln!("{kills} SIGKILLs");
+    eprintln!(
+        "{kills} SIGKILLs, done in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
     assert!(
         kills >= 2,
         "the agent must have been killed mid-work at least twice"

@@ -165,3 +165,27 @@ pub fn proc_state(pid: i32) -> Option<char> {
         .chars()
         .next()
 }
+
+/// Whether every thread of `pid` is blocked in one of the system calls `nrs`:
+/// `/proc/<pid>/task/<tid>/syscall` starts with the call's number while the thread
+/// sleeps in it (`running` otherwise). A program that reached its wait, not one still
+/// starting up.
+pub fn all_threads_in_syscall(pid: i32, nrs: &[i64]) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    let mut any = false;
+    for t in tasks.flatten() {
+        let nr = std::fs::read_to_string(t.path().join("syscall"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<i64>().ok());
+        if !nr.is_some_and(|n| nrs.contains(&n)) {
+            return false;
+        }
+        any = true;
+    }
+    any
+}
+
+/// The sleeps of `std::thread::sleep` and coreutils `sleep`.
+pub const SLEEP_SYSCALLS: [i64; 2] = [libc::SYS_nanosleep, libc::SYS_clock_nanosleep];

@@ -188,7 +188,12 @@ fn snapshot_of_unscoped_sleep_has_every_file_and_leaves_it_running() {
             .arg("30")
             .env("MY_API_TOKEN", "hunter2"),
     );
-    std::thread::sleep(Duration::from_millis(200));
+    // Snapshot it once it sleeps, not while the loader is still starting it.
+    wait_for(
+        "sleep to reach its nanosleep",
+        Duration::from_secs(10),
+        || all_threads_in_syscall(sleep.pid(), &SLEEP_SYSCALLS).then_some(()),
+    );
     let dir = s.home.path().join("snap");
     let v = s.json(&[
         "snapshot",
@@ -258,12 +263,15 @@ fn snapshot_of_multithreaded_program_with_core_loads_in_gdb() {
             .args(["--threads", "3", "--wait"])
             .stdout(Stdio::null()),
     );
-    wait_for("4 threads", Duration::from_secs(10), || {
+    // Four threads, each already in its sleep (a worker just cloned is not yet in
+    // `worker_loop`).
+    wait_for("4 sleeping threads", Duration::from_secs(10), || {
         (std::fs::read_dir(format!("/proc/{}/task", p.pid()))
             .ok()?
             .count()
-            == 4)
-            .then_some(())
+            == 4
+            && all_threads_in_syscall(p.pid(), &SLEEP_SYSCALLS))
+        .then_some(())
     });
     let dir = s.home.path().join("snap");
     let out = s.run(&[

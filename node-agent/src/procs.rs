@@ -828,6 +828,21 @@ mod tests {
         }
     }
 
+    /// Whether `pid` is blocked in `read(fd, ...)`: `/proc/<pid>/syscall` starts with
+    /// the system call number and its first argument while the process sleeps in it
+    /// (`running` otherwise).
+    fn blocked_in_read(pid: i32, fd: u64) -> bool {
+        let Ok(text) = fs::read_to_string(format!("/proc/{pid}/syscall")) else {
+            return false;
+        };
+        let mut f = text.split_whitespace();
+        let nr = f.next().and_then(|n| n.parse::<i64>().ok());
+        let arg0 = f
+            .next()
+            .and_then(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok());
+        nr == Some(libc::SYS_read) && arg0 == Some(fd)
+    }
+
     /// The scanner answers like `read_process`/`scope_env`, reads a process's maps once
     /// while nothing changes, and again after it execs.
     #[test]
@@ -841,6 +856,10 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = child.id() as i32;
+        // Until the shell waits in its `read` of stdin, its own start-up (the dynamic
+        // loader mapping libraries, malloc growing the heap) changes the virtual size
+        // between passes, and a changed size rightly makes the scanner read maps again.
+        wait_for(|| blocked_in_read(pid, 0));
         let mut sc = Scanner::new();
         let mut reusing = Scanner::reusing_status();
         let find = |sc: &mut Scanner| sc.list(true).into_iter().find(|p| p.pid == pid);
