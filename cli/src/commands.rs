@@ -333,7 +333,7 @@ pub fn all_reports(store_dir: &Path) -> Vec<StoredReport> {
     };
     let dirs = sources.expand();
     for dir in dirs {
-        for b in node_agent::bundle::scan_snapshot_dir(&dir) {
+        for b in node_agent::bundle::scan_crashes(&dir) {
             let crash = b.crash_json();
             let procname = crash
                 .get("procname")

@@ -209,7 +209,7 @@ pub fn run(a: RunArgs, json: bool) -> Result<i32> {
     // Let Ctrl-C and Ctrl-\ reach the child only; we report its exit.
     let status = ignore_terminal_signals(|| child.wait()).context("waiting for the command")?;
     let code = exit_code(status);
-    let bundles = node_agent::bundle::scan_snapshot_dir(&dir.join("crash"));
+    let bundles = node_agent::bundle::scan_crashes(&dir.join("crash"));
     if json {
         let out = serde_json::json!({"dir": dir, "exit_code": code, "signal": status.signal(),
             "crash_bundles": bundles.iter().map(|b| b.key.clone()).collect::<Vec<_>>()});

@@ -386,3 +386,139 @@ fn only_watch_leaves_every_other_crash_dir_alone() {
         "the history bundle is left where it is"
     );
 }
+
+/// A python process scoped with the workspace's libscope.so, crash capture on, its
+/// bundles in `<dir>/watch/<pid>/`, command files in `<dir>/cmd`.
+fn scoped_python(dir: &Path, script: &str) -> Proc {
+    for d in ["watch", "cmd", "status"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    Proc::spawn(
+        Command::new("/usr/bin/python3")
+            .args(["-c", script])
+            .env("LD_PRELOAD", lib_path())
+            .env("SCOPE_SUMMARY_PERIOD", "1")
+            .env("SCOPE_SNAPSHOT_DIR", dir.join("watch"))
+            .env("SCOPE_CMD_DIR", dir.join("cmd"))
+            .env("SCOPE_STATUS_DIR", dir.join("status"))
+            .env("SCOPE_SNAPSHOT_BACKTRACE", "true")
+            .env("SCOPE_EVENT_DEST", "file:///dev/null")
+            .env("SCOPE_METRIC_DEST", "file:///dev/null")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+}
+
+/// Names of the library's `snapshot_<ts>.json` files in one pid directory.
+fn snapshot_jsons(pid_dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(pid_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with("snapshot_") && n.ends_with(".json"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// A live snapshot of a scoped process is not a crash: with a real SIGSEGV report in the
+/// store and retention at one report, neither the library's snapshot bundle left in the
+/// snapshot directory nor `scope snapshot` of the process makes a report, and the crash
+/// stays. `scope snapshot` moves the bundle it asked for into its own output.
+#[test]
+fn live_snapshot_bundles_are_never_stored_as_crashes() {
+    let s = Scope::new();
+    let base = s.home.path();
+    let watch = base.join("watch");
+    let store = base.join("store");
+    let (st, w) = (store.to_str().unwrap(), watch.to_str().unwrap());
+
+    // A real crash.
+    let mut crasher = scoped_python(base, "import ctypes\nctypes.string_at(0)");
+    let status = crasher.0.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(11)
+    );
+    let out = s.json(&once_args(st, w, &["--max-reports", "1"]));
+    assert_eq!(out["stored"].as_array().unwrap().len(), 1, "{out}");
+
+    // A live process asked for a library snapshot by hand: its bundle stays in place.
+    let sleeper = scoped_python(base, "import time\ntime.sleep(120)");
+    let pid = sleeper.pid();
+    wait_for("the sleeper's status file", Duration::from_secs(30), || {
+        base.join(format!("status/{pid}.json"))
+            .exists()
+            .then_some(())
+    });
+    std::fs::write(
+        base.join(format!("cmd/scope.{pid}")),
+        "SCOPE_CMD_SNAPSHOT=true\n",
+    )
+    .unwrap();
+    let pid_dir = watch.join(pid.to_string());
+    let first = wait_for(
+        "the library's snapshot bundle",
+        Duration::from_secs(30),
+        || {
+            let v = snapshot_jsons(&pid_dir);
+            let ts = v
+                .first()?
+                .strip_prefix("snapshot_")?
+                .strip_suffix(".json")?;
+            pid_dir
+                .join(format!("done_{ts}"))
+                .exists()
+                .then(|| v[0].clone())
+        },
+    );
+    let crashes_are_one_sigsegv = |when: &str| {
+        let list = s.json(&["crashes", "--store", st]);
+        let list = list.as_array().unwrap();
+        assert_eq!(list.len(), 1, "{when}: {list:?}");
+        assert_eq!(list[0]["report"]["signalName"], "SIGSEGV", "{when}");
+    };
+    let out = s.json(&once_args(st, w, &["--max-reports", "1"]));
+    assert_eq!(out["stored"].as_array().unwrap().len(), 0, "{out}");
+    assert_eq!(out["snapshot_bundles"], 1, "{out}");
+    assert_eq!(
+        out["removed_by_retention"].as_array().unwrap().len(),
+        0,
+        "{out}"
+    );
+    crashes_are_one_sigsegv("after a pass over a snapshot bundle");
+    assert_eq!(
+        snapshot_jsons(&pid_dir),
+        std::slice::from_ref(&first),
+        "left in place"
+    );
+
+    // `scope snapshot` of the process: the bundle it asks for goes into its output.
+    let snap_out = base.join("snap");
+    let r = s.json(&[
+        "snapshot",
+        &pid.to_string(),
+        "--library-wait",
+        "20",
+        "-o",
+        snap_out.to_str().unwrap(),
+    ]);
+    assert!(
+        r["library_bundle"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("moved bundle"),
+        "{r}"
+    );
+    assert_eq!(snapshot_jsons(&snap_out.join("libscope")).len(), 1, "{r}");
+    assert_eq!(
+        snapshot_jsons(&pid_dir),
+        [first],
+        "the requested bundle was moved out of the snapshot dir"
+    );
+    let out = s.json(&once_args(st, w, &["--max-reports", "1"]));
+    assert_eq!(out["stored"].as_array().unwrap().len(), 0, "{out}");
+    crashes_are_one_sigsegv("after scope snapshot");
+    drop(sleeper);
+}

@@ -47,6 +47,13 @@ impl Bundle {
             .map(|p| p.as_path())
     }
 
+    /// A live snapshot the library wrote on request (`snapshot_<ts>.json`, no
+    /// `crash_<ts>.json`): not a crash. Crash readers skip it (see [`scan_crashes`]);
+    /// the snapshot that asked for it moves it out of the snapshot directory.
+    pub fn is_snapshot(&self) -> bool {
+        self.file("snapshot").is_some() && self.file("crash").is_none()
+    }
+
     /// Parsed `crash_<ts>.json`, or Null.
     pub fn crash_json(&self) -> Value {
         self.file("crash")
@@ -134,6 +141,15 @@ pub fn scan_snapshot_dir(dir: &Path) -> Vec<Bundle> {
         out.extend(scan_pid_dir(&d));
     }
     out
+}
+
+/// Complete crash bundles under a snapshot directory: [`scan_snapshot_dir`] without the
+/// live snapshots ([`Bundle::is_snapshot`]), which are never crash reports.
+pub fn scan_crashes(dir: &Path) -> Vec<Bundle> {
+    scan_snapshot_dir(dir)
+        .into_iter()
+        .filter(|b| !b.is_snapshot())
+        .collect()
 }
 
 /// A frame as read from a bundle (crash JSON or backtrace text).
@@ -349,6 +365,39 @@ mod tests {
         assert_eq!(b.len(), 1, "bundle 2 has no done_ marker yet");
         assert_eq!(b[0].key, "1");
         assert_eq!(b[0].files.len(), 2);
+    }
+
+    #[test]
+    fn snapshot_bundles_are_not_crashes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join("7");
+        fs::create_dir(&d).unwrap();
+        for f in [
+            "info_1.000000001",
+            "cfg_1.000000001",
+            "snapshot_1.000000001.json",
+            "done_1.000000001",
+            "info_2.000000002",
+            "crash_2.000000002.json",
+            "done_2.000000002",
+            "info_3",
+            "done_3",
+        ] {
+            fs::write(d.join(f), "{}").unwrap();
+        }
+        let all = scan_snapshot_dir(tmp.path());
+        assert_eq!(all.len(), 3);
+        assert!(all[0].is_snapshot());
+        assert!(!all[1].is_snapshot(), "crash JSON");
+        assert!(
+            !all[2].is_snapshot(),
+            "AppScope's bundles have no JSON: crashes"
+        );
+        let crashes: Vec<String> = scan_crashes(tmp.path())
+            .into_iter()
+            .map(|b| b.key)
+            .collect();
+        assert_eq!(crashes, ["2.000000002", "3"]);
     }
 
     #[test]

@@ -68,6 +68,10 @@ pub struct ScanStats {
     pub bundles_found: usize,
     pub stored: Vec<String>,
     pub already_stored: usize,
+    /// Complete live snapshot bundles (`snapshot_<ts>.json`) seen and left where they
+    /// are: they are not crashes, so they are never stored or counted by retention.
+    #[serde(default)]
+    pub snapshot_bundles: usize,
     pub errors: Vec<String>,
     pub removed_by_retention: Vec<String>,
 }
@@ -236,6 +240,10 @@ impl Collector {
             // Finish deleting bundles stored before a kill (see `store` crash safety).
             crate::store::sweep_ingested(&dir);
             for b in bundle::scan_snapshot_dir(&dir) {
+                if b.is_snapshot() {
+                    stats.snapshot_bundles += 1;
+                    continue;
+                }
                 stats.bundles_found += 1;
                 let proc_ = self.known.get(&dir).and_then(|m| m.get(&b.pid)).cloned();
                 let crash = b.crash_json();
@@ -397,6 +405,70 @@ mod tests {
             )),
             Some("python3".into())
         );
+    }
+
+    /// A live snapshot bundle beside a real crash, newer than it, with retention at one
+    /// report: the crash is stored and kept; the snapshot is neither stored nor removed.
+    #[test]
+    fn snapshot_bundles_are_left_alone_and_never_push_out_a_crash() {
+        let watch = tempfile::tempdir().unwrap();
+        let store_dir = tempfile::tempdir().unwrap();
+        let d = watch.path().join("1");
+        fs::create_dir_all(&d).unwrap();
+        let crash_ts = "1795000000.000000001";
+        fs::write(d.join(format!("info_{crash_ts}")), "Signal: 11 (SIGSEGV)\n").unwrap();
+        let crash = serde_json::json!({"schema":1,"kind":"crash","ts":crash_ts,"pid":1,
+            "procname":"web","signal":{"number":11,"name":"SIGSEGV"}});
+        fs::write(d.join(format!("crash_{crash_ts}.json")), crash.to_string()).unwrap();
+        fs::write(d.join(format!("done_{crash_ts}")), "").unwrap();
+        let snap_ts = "1795000100.000000002";
+        let snap_files = [
+            format!("info_{snap_ts}"),
+            format!("cfg_{snap_ts}"),
+            format!("snapshot_{snap_ts}.json"),
+            format!("done_{snap_ts}"),
+        ];
+        let snap = serde_json::json!({"schema":1,"kind":"snapshot","ts":snap_ts,"pid":1,
+            "procname":"web","frames":[{"index":0,"symbol":"clock_nanosleep"}]});
+        for f in &snap_files {
+            let body = if f.starts_with("snapshot_") {
+                snap.to_string()
+            } else {
+                String::new()
+            };
+            fs::write(d.join(f), body).unwrap();
+        }
+        let sources = Sources {
+            snapshot_dirs: vec![watch.path().to_path_buf()],
+            history_dirs: vec![],
+            scan_processes: false,
+        };
+        let retention = Retention {
+            max_reports: Some(1),
+            ..Default::default()
+        };
+        let mut c = Collector::local(Store::open(store_dir.path()).unwrap(), retention, sources);
+        for pass in 0..2 {
+            let s = c.scan_once();
+            assert_eq!(s.snapshot_bundles, 1, "pass {pass}: {s:?}");
+            assert_eq!(s.stored.len(), usize::from(pass == 0), "pass {pass}: {s:?}");
+            assert!(s.removed_by_retention.is_empty(), "pass {pass}: {s:?}");
+            assert!(s.errors.is_empty(), "pass {pass}: {s:?}");
+            let list = c.store().list();
+            assert_eq!(list.len(), 1, "pass {pass}");
+            assert_eq!(list[0].report.signal_name, "SIGSEGV");
+            for f in &snap_files {
+                assert!(d.join(f).exists(), "pass {pass}: {f} left in place");
+            }
+        }
+        // Storing one by hand is refused too.
+        let b = bundle::scan_snapshot_dir(watch.path()).remove(0);
+        assert!(b.is_snapshot());
+        let e = c
+            .store()
+            .ingest(&b, &Origin::local("web"), &ProcContext::default())
+            .unwrap_err();
+        assert!(e.to_string().contains("live snapshot"), "{e}");
     }
 
     #[test]

@@ -421,7 +421,7 @@ pub fn take_snapshot(
             match library_snapshot(&info, &dir.join("libscope"), opts.library_wait) {
                 Ok(key) => {
                     files.push("libscope/".into());
-                    format!("copied bundle {key} into libscope/")
+                    format!("moved bundle {key} into libscope/")
                 }
                 Err(e) => {
                     warnings.push(format!("library snapshot: {e}"));
@@ -505,8 +505,10 @@ fn render_info(
     s
 }
 
-/// Ask the library for its own snapshot bundle (`SCOPE_CMD_SNAPSHOT=true`) and copy the
-/// bundle into `dest` once it is complete. Returns the bundle's `<ts>`.
+/// Ask the library for its own snapshot bundle (`SCOPE_CMD_SNAPSHOT=true`) and move the
+/// bundle into `dest` once it is complete (copied, then removed from the process's
+/// snapshot directory). Returns the bundle's `<ts>`. A bundle that arrives after `wait`
+/// stays in the snapshot directory; crash collectors leave it there.
 pub fn library_snapshot(info: &ProcessInfo, dest: &Path, wait: Duration) -> Result<String> {
     let env = procs::scope_env(info.pid)?;
     let snap_dir = info.host_path(&env.snapshot_dir.join(info.nspid.to_string()));
@@ -533,6 +535,12 @@ pub fn library_snapshot(info: &ProcessInfo, dest: &Path, wait: Duration) -> Resu
                 if let Some(n) = f.file_name() {
                     fs::copy(f, dest.join(n)).map_err(io_err(f))?;
                 }
+            }
+            // Moved, not copied: the bundle is this snapshot's, and left in the snapshot
+            // directory it would only take space (crash collectors never store it).
+            if let Err(e) = crate::store::remove_bundle(&b) {
+                tracing::warn!(dir = %b.dir.display(), bundle = %b.key, error = %e,
+                    "could not remove the library's snapshot bundle after copying it");
             }
             return Ok(b.key);
         }

@@ -159,6 +159,21 @@ pub struct CrashReport {
 }
 
 impl CrashReport {
+    /// A live snapshot bundle stored as a report (only agents before snapshot bundles
+    /// were told apart did that): the library's JSON says `"kind":"snapshot"`, or the
+    /// files hold a `snapshot_<ts>.json` and no `crash_<ts>.json`.
+    pub fn is_snapshot(&self) -> bool {
+        if let Some(kind) = self.crash.get("kind").and_then(|k| k.as_str()) {
+            return kind == "snapshot";
+        }
+        let has = |prefix: &str| {
+            self.files
+                .iter()
+                .any(|f| bundle::split_name(&f.name).is_some_and(|(k, _)| k == prefix))
+        };
+        has("snapshot") && !has("crash")
+    }
+
     /// First frame outside the crash handler / libc signal trampoline.
     pub fn top_frame(&self) -> String {
         self.top_frames
@@ -462,6 +477,13 @@ impl Store {
         ctx: &ProcContext,
         cp: &Crashpoint,
     ) -> Result<Ingested> {
+        if b.is_snapshot() {
+            return Err(Error::Invalid(format!(
+                "{}: bundle {} is a live snapshot, not a crash",
+                b.dir.display(),
+                b.key
+            )));
+        }
         // Leftovers of earlier stored bundles of this process.
         sweep_pid_dir(&b.dir, cp)?;
         let mut report = build_report(b, origin, ctx);
@@ -543,7 +565,9 @@ impl Store {
             .to_string()
     }
 
-    /// All reports, newest first.
+    /// All crash reports, newest first. Snapshot bundles that an earlier agent stored
+    /// as reports ([`CrashReport::is_snapshot`]) are left out: they are not listed,
+    /// published, or counted (or deleted) by retention.
     pub fn list(&self) -> Vec<StoredReport> {
         let mut out: Vec<StoredReport> = walk_dirs(&self.root, 4)
             .into_iter()
@@ -552,7 +576,7 @@ impl Store {
                     .is_some_and(|n| n.to_string_lossy().starts_with(TMP_PREFIX))
             })
             .filter_map(|d| {
-                let report = read_report(&d)?;
+                let report = read_report(&d).filter(|r| !r.is_snapshot())?;
                 Some(StoredReport {
                     id: self.rel_id(&d),
                     bytes: dir_bytes(&d),
@@ -673,6 +697,13 @@ fn delete_source(b: &Bundle, cp: &Crashpoint) -> Result<()> {
     let _ = fs::remove_file(&tomb);
     let _ = fs::remove_dir(&b.dir);
     Ok(())
+}
+
+/// Remove a complete bundle from its snapshot directory in the same crash-safe order as
+/// after ingestion (`done_<ts>` renamed to a tombstone first, so a half-removed bundle
+/// never looks complete). Used by live snapshots once they copied the library's bundle.
+pub fn remove_bundle(b: &Bundle) -> Result<()> {
+    delete_source(b, &Crashpoint::never())
 }
 
 /// Finish deleting stored bundles whose deletion was interrupted: in every
@@ -815,6 +846,56 @@ mod tests {
         assert_eq!(store.list().len(), 2);
         assert!(store.find("20261126T070000.250Z_42_SIGSEGV-1").is_ok());
         assert!(store.find("2026").is_err(), "ambiguous prefix");
+    }
+
+    /// A snapshot bundle an earlier agent stored as a report (signal unknown) is not a
+    /// crash: not listed, and retention neither counts nor deletes it.
+    #[test]
+    fn stored_snapshot_reports_are_not_crashes() {
+        let src = tempfile::tempdir().unwrap();
+        let st = tempfile::tempdir().unwrap();
+        let store = Store::open(st.path()).unwrap();
+        let b = make_bundle(src.path(), 42, "100", 11);
+        let crash = store
+            .ingest(&b, &Origin::local("demo"), &ProcContext::default())
+            .unwrap();
+        let legacy = st
+            .path()
+            .join("local/host/demo/20261126T080000.000Z_42_unknown");
+        fs::create_dir_all(&legacy).unwrap();
+        let r = CrashReport {
+            schema: 1,
+            time: "2026-11-26T08:00:00.000Z".into(),
+            signal_name: "unknown".into(),
+            files: vec![ReportFile {
+                name: "snapshot_200.json".into(),
+                size: 2,
+                sha256: String::new(),
+            }],
+            crash: serde_json::json!({"kind": "snapshot"}),
+            ..Default::default()
+        };
+        fs::write(legacy.join(REPORT_FILE), serde_json::to_vec(&r).unwrap()).unwrap();
+        let ids: Vec<String> = store.list().into_iter().map(|r| r.id).collect();
+        assert_eq!(ids, [crash.id().to_string()]);
+        let limits = Retention {
+            max_reports: Some(1),
+            ..Default::default()
+        };
+        assert!(
+            store
+                .apply_retention(&limits, Utc::now())
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(store.list().len(), 1);
+        assert!(legacy.join(REPORT_FILE).exists());
+        // Without a `kind`, the files tell.
+        let mut r2 = r.clone();
+        r2.crash = Value::Null;
+        assert!(r2.is_snapshot());
+        r2.files[0].name = "crash_200.json".into();
+        assert!(!r2.is_snapshot());
     }
 
     /// Every file under `dir` (relative paths), sorted.

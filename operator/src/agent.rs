@@ -462,7 +462,7 @@ impl Agent {
     ) {
         // Finish deleting bundles stored before a kill (see node_agent::store).
         node_agent::store::sweep_ingested(crash_dir);
-        for b in bundle::scan_snapshot_dir(crash_dir) {
+        for b in bundle::scan_crashes(crash_dir) {
             let image = pod
                 .spec
                 .as_ref()

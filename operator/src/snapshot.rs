@@ -45,8 +45,11 @@ pub fn container_pids(cfg: &AgentConfig, pod: &Pod, container: &str) -> Vec<(i32
                     let host = node_agent::procs::host_path(pid, true, &d);
                     std::fs::metadata(host).ok().map(|m| (m.dev(), m.ino())) == want_ino
                 });
+        // A process found by its status directory alone must be scoped: its parent
+        // (a shell, `env`, `unshare`) inherits the same SCOPE_* environment.
         if (by_cgroup || by_dir)
             && let Ok(p) = node_agent::procs::read_process(pid)
+            && (by_cgroup || p.scoped)
         {
             out.push((p.pid, p.nspid));
         }

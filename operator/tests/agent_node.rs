@@ -10,7 +10,8 @@
 //! command file the process applies, and a status entry written by SSA with the agent's
 //! field manager; a ScopeSnapshot of the pod is taken into the store and its status
 //! patched Complete with node, reportPath and files (Failed with a message for a pid that
-//! does not exist), once; deleting the ScopeConfig reverts it.
+//! does not exist), once, and the library snapshot bundle it asked for never becomes a
+//! ScopeCrashReport (the only one is the real SIGSEGV); deleting the ScopeConfig reverts it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -309,7 +310,9 @@ fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) 
     }
 }
 
-fn scoped(lib: &Path, run: &Path, script: &str, backtrace: bool) -> Proc {
+/// Both have crash capture on (so a ScopeSnapshot of the sleeper also gets the library's
+/// own snapshot bundle); `crasher` keeps its status file apart.
+fn scoped(lib: &Path, run: &Path, script: &str, crasher: bool) -> Proc {
     use std::os::unix::process::CommandExt;
     let mut c = Command::new("unshare");
     // Only python (pid 1 in the new namespace) is scoped, not unshare itself.
@@ -323,17 +326,14 @@ fn scoped(lib: &Path, run: &Path, script: &str, backtrace: bool) -> Proc {
         // sleeper's `1.json`.
         .env(
             "SCOPE_STATUS_DIR",
-            if backtrace {
+            if crasher {
                 run.join("crasher-status")
             } else {
                 run.join("status")
             },
         )
         .env("SCOPE_SNAPSHOT_DIR", run.join("crash"))
-        .env(
-            "SCOPE_SNAPSHOT_BACKTRACE",
-            if backtrace { "true" } else { "false" },
-        )
+        .env("SCOPE_SNAPSHOT_BACKTRACE", "true")
         .env("SCOPE_EVENT_DEST", "file:///dev/null")
         .env("SCOPE_METRIC_DEST", "file:///dev/null")
         .stdout(Stdio::null())
@@ -598,6 +598,28 @@ fn agent_collects_crashes_and_drives_config() {
         );
         assert_eq!(f["sha256"].as_str().unwrap().len(), 64);
     }
+    // The library's own snapshot bundle of the sleeper: moved into the snapshot's
+    // `libscope/`, or (arrived after the agent stopped waiting) left in the pod's crash
+    // dir. Either way it never becomes a crash report (checked below).
+    let snapshot_json_in = |d: &Path| {
+        std::fs::read_dir(d)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                let n = e.file_name().to_string_lossy().to_string();
+                n.starts_with("snapshot_") && n.ends_with(".json")
+            })
+    };
+    wait_for(
+        "the library's snapshot bundle",
+        Duration::from_secs(20),
+        || {
+            (snapshot_json_in(&store.join(rel).join("libscope"))
+                || snapshot_json_in(&run.join("crash/1")))
+            .then_some(())
+        },
+    );
     let failed = wait_for("snap-missing status", Duration::from_secs(15), || {
         fixture
             .status_patches("scopesnapshots", "snap-missing")
@@ -670,7 +692,16 @@ fn agent_collects_crashes_and_drives_config() {
             .flatten()
             .all(|e| {
                 std::fs::read_dir(e.path())
-                    .map(|mut d| d.next().is_none())
+                    .map(|d| {
+                        d.flatten().all(|f| {
+                            // Only files of a live snapshot bundle may stay.
+                            let n = f.file_name().to_string_lossy().to_string();
+                            let ts = n.split_once('_').map(|(_, t)| t.trim_end_matches(".json"));
+                            ts.is_some_and(|ts| {
+                                e.path().join(format!("snapshot_{ts}.json")).exists()
+                            })
+                        })
+                    })
                     .unwrap_or(true)
             })
             .then_some(())
