@@ -81,6 +81,49 @@ pub fn find_libscope(env_path: Option<&Path>, exe: Option<&Path>) -> Result<Path
     )
 }
 
+/// File name of the musl build, installed next to `libscope.so`.
+pub const MUSL_LIB_NAME: &str = "libscope-musl.so";
+
+/// What `scope run` does with a program.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Choice {
+    /// Preload this build.
+    Preload(PathBuf),
+    /// Run it unscoped; the one-line notice to print says why.
+    Unscoped(String),
+}
+
+/// The library build that fits a program of `linkage`, or why none does (pure). `glibc` is
+/// the `libscope.so` found (or the error finding it); the musl build is looked for next to
+/// it by `musl_exists`.
+pub fn choose_library(
+    prog: &str,
+    linkage: &node_agent::elf::Linkage,
+    glibc: Result<&Path, String>,
+    musl_exists: impl Fn(&Path) -> bool,
+) -> Result<Choice> {
+    use node_agent::elf::Linkage;
+    Ok(match linkage {
+        Linkage::Glibc(_) => Choice::Preload(glibc.map_err(anyhow::Error::msg)?.into()),
+        Linkage::Musl(_) => {
+            let glibc = glibc.map_err(anyhow::Error::msg)?;
+            let musl = glibc.with_file_name(MUSL_LIB_NAME);
+            if musl_exists(&musl) {
+                Choice::Preload(musl)
+            } else {
+                Choice::Unscoped(format!(
+                    "scope: {prog} is a musl program and {} is not installed: running it unscoped",
+                    musl.display()
+                ))
+            }
+        }
+        other => Choice::Unscoped(format!(
+            "scope: {prog}: {}: running it unscoped (no build of libscope.so can load into it)",
+            other.unscoped_reason().unwrap_or_default()
+        )),
+    })
+}
+
 /// Name of a run directory (pure): `<procname>_<id>_<pid>_<unix time>`.
 pub fn run_dir_name(procname: &str, id: u64, pid: u32, time: i64) -> String {
     let name = node_agent::store::sanitize(procname);
@@ -165,10 +208,45 @@ pub fn exit_code(status: std::process::ExitStatus) -> i32 {
 
 pub fn run(a: RunArgs, json: bool) -> Result<i32> {
     let exe = std::env::current_exe().ok();
-    let lib = find_libscope(
+    let found = find_libscope(
         std::env::var_os("SCOPE_LIB_PATH").as_deref().map(Path::new),
         exe.as_deref(),
-    )?;
+    );
+    let path_var = std::env::var("PATH").ok();
+    let program = node_agent::elf::resolve_in_path(
+        &a.cmd[0],
+        path_var.as_deref(),
+        node_agent::elf::is_executable,
+    );
+    let choice = match &program {
+        // Not found: spawning it reports the error.
+        None => Choice::Preload(found?),
+        Some(p) => match node_agent::elf::program_linkage(p) {
+            Ok(linkage) => choose_library(
+                &a.cmd[0],
+                &linkage,
+                found.as_deref().map_err(|e| e.to_string()),
+                |p| p.is_file(),
+            )?,
+            Err(e) => Choice::Unscoped(format!(
+                "scope: cannot read {} to tell its libc ({e}): running it unscoped",
+                p.display()
+            )),
+        },
+    };
+    let lib = match choice {
+        Choice::Preload(lib) => lib,
+        Choice::Unscoped(notice) => {
+            eprintln!("{notice}");
+            let mut child = Command::new(&a.cmd[0])
+                .args(&a.cmd[1..])
+                .spawn()
+                .with_context(|| format!("starting {}", a.cmd[0]))?;
+            let status =
+                ignore_terminal_signals(|| child.wait()).context("waiting for the command")?;
+            return Ok(exit_code(status));
+        }
+    };
     let history = crate::scope_home().join("history");
     std::fs::create_dir_all(&history).with_context(|| format!("creating {}", history.display()))?;
     let procname = Path::new(&a.cmd[0])
@@ -287,6 +365,57 @@ mod tests {
         assert_eq!(
             run_dir_name("my prog", 3, 42, 1700000000),
             "my_prog_3_42_1700000000"
+        );
+    }
+
+    #[test]
+    fn library_by_linkage() {
+        use node_agent::elf::Linkage;
+        let glibc = Path::new("/opt/lib/libscope.so");
+        let yes = |_: &Path| true;
+        let no = |_: &Path| false;
+        let pick = |l: &Linkage, exists: &dyn Fn(&Path) -> bool| {
+            choose_library("prog", l, Ok(glibc), exists).unwrap()
+        };
+        assert_eq!(
+            pick(&Linkage::Glibc("/lib64/ld-linux-x86-64.so.2".into()), &yes),
+            Choice::Preload(glibc.into())
+        );
+        assert_eq!(
+            pick(&Linkage::Musl("/lib/ld-musl-x86_64.so.1".into()), &yes),
+            Choice::Preload("/opt/lib/libscope-musl.so".into())
+        );
+        // Never the glibc build for a musl program: unscoped when the musl one is missing.
+        let Choice::Unscoped(n) = pick(&Linkage::Musl("/lib/ld-musl-x86_64.so.1".into()), &no)
+        else {
+            panic!("musl without its build must run unscoped");
+        };
+        assert!(
+            n.contains("musl program") && n.contains("libscope-musl.so"),
+            "{n}"
+        );
+        let Choice::Unscoped(n) = pick(&Linkage::Static, &yes) else {
+            panic!("static runs unscoped");
+        };
+        assert_eq!(
+            n,
+            "scope: prog: static binary: running it unscoped (no build of libscope.so can load into it)"
+        );
+        assert!(!n.contains('\n'), "one line");
+        assert!(matches!(
+            pick(&Linkage::Unsupported("interpreter /lib/ld-uClibc.so.0".into()), &yes),
+            Choice::Unscoped(n) if n.contains("libc not supported")
+        ));
+        // A static program needs no library at all; a glibc one reports the lookup error.
+        assert!(choose_library("p", &Linkage::Static, Err("not found".into()), yes).is_ok());
+        assert!(
+            choose_library(
+                "p",
+                &Linkage::Glibc("x".into()),
+                Err("not found".into()),
+                yes
+            )
+            .is_err()
         );
     }
 

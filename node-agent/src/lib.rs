@@ -9,6 +9,7 @@
 //! - [`snapshot`]: live snapshots of any process (proc files, per-thread stacks by
 //!   ptrace, optional core); [`stacks`], [`symbols`], [`ptrace`] underneath.
 //! - [`collector`]: one scan pass of the crash collector (find bundles, ingest, retain).
+//! - [`elf`]: which libc a program runs with (`PT_INTERP`), so which library build fits.
 //! - [`render`]: tables and JSON shared by local and cluster mode.
 //! - [`api`]: the agent's HTTP API (axum router: ps, inspect, snapshot, healthz, metrics).
 //! - [`cgroup`]: host pid -> pod/container (owned by the operator side).
@@ -19,6 +20,7 @@ pub mod cgroup;
 pub mod cmdfile;
 pub mod collector;
 pub mod core;
+pub mod elf;
 pub mod error;
 pub mod procs;
 pub mod ptrace;

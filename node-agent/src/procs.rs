@@ -38,6 +38,10 @@ pub struct ProcessInfo {
     /// libscope.so path as mapped in the process (its own view), when scoped.
     pub libscope: Option<String>,
     pub scoped: bool,
+    /// Why no library build can load into it ("static binary", "libc not supported: ..."),
+    /// from its executable's ELF headers; `None` when scoped, or when a build would fit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unscoped_reason: Option<String>,
     /// True when the process lives in another mount namespace than the agent.
     pub foreign_mntns: bool,
     /// True when the process lives in another pid namespace than the agent.
@@ -228,7 +232,7 @@ pub fn read_process(pid: i32) -> Result<ProcessInfo> {
         _ => false,
     };
     let cmdline = split_nul(&read_proc(pid, "cmdline").unwrap_or_default());
-    Ok(build_info(
+    let mut info = build_info(
         pid,
         parse_proc_status(&status),
         cmdline,
@@ -236,7 +240,19 @@ pub fn read_process(pid: i32) -> Result<ProcessInfo> {
         |st| user_name(st.uid),
         foreign("mnt"),
         foreign("pid"),
-    ))
+    );
+    if !info.scoped {
+        info.unscoped_reason = unscoped_reason(pid);
+    }
+    Ok(info)
+}
+
+/// Why process `pid` cannot be scoped, from its executable (`/proc/<pid>/exe`); `None`
+/// when a build of the library fits it or the executable cannot be read (kernel threads,
+/// no permission).
+pub fn unscoped_reason(pid: i32) -> Option<String> {
+    let exe = PathBuf::from(format!("/proc/{pid}/exe"));
+    crate::elf::program_linkage(&exe).ok()?.unscoped_reason()
 }
 
 fn build_info(
@@ -258,6 +274,7 @@ fn build_info(
         comm: st.name,
         cmdline,
         scoped: libscope.is_some(),
+        unscoped_reason: None,
         libscope,
         foreign_mntns,
         foreign_pidns,
@@ -277,9 +294,14 @@ pub fn all_pids() -> Vec<i32> {
 }
 
 /// Every process on the host (`all`), or only scoped ones. Processes that vanish while
-/// listing are skipped.
+/// listing are skipped. Unscoped processes carry [`ProcessInfo::unscoped_reason`] (one read of each one's
+/// executable headers; the agent's repeated [`Scanner`] passes skip it).
 pub fn list_processes(all: bool) -> Vec<ProcessInfo> {
-    Scanner::new().list(all)
+    let mut list = Scanner::new().list(all);
+    for p in list.iter_mut().filter(|p| !p.scoped) {
+        p.unscoped_reason = unscoped_reason(p.pid);
+    }
+    list
 }
 
 /// The fields of `/proc/<pid>/stat` the [`Scanner`] uses.

@@ -60,10 +60,10 @@ pub fn ps_table(procs: &[ProcessInfo]) -> String {
                 (i + 1).to_string(),
                 pid_label(p),
                 p.user.clone(),
-                if p.scoped {
-                    "true".into()
-                } else {
-                    "false".into()
+                match (&p.scoped, &p.unscoped_reason) {
+                    (true, _) => "true".into(),
+                    (false, Some(why)) => format!("false ({why})"),
+                    (false, None) => "false".into(),
                 },
                 truncate(&p.command(), 120),
             ]
@@ -173,7 +173,10 @@ pub fn inspect_text(i: &Inspection) -> String {
     s.push_str(&format!("Process {}\n", pid_label(p)));
     s.push_str(&format!("  command:  {}\n", p.command()));
     s.push_str(&format!("  user:     {} (uid {})\n", p.user, p.uid));
-    s.push_str(&format!("  scoped:   {}\n", p.scoped));
+    match &p.unscoped_reason {
+        Some(why) if !p.scoped => s.push_str(&format!("  scoped:   false ({why})\n")),
+        _ => s.push_str(&format!("  scoped:   {}\n", p.scoped)),
+    }
     if let Some(l) = &p.libscope {
         s.push_str(&format!("  library:  {l}\n"));
     }

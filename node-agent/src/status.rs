@@ -222,9 +222,12 @@ pub fn inspect(pid: i32) -> Result<Inspection> {
     let process = crate::procs::read_process(pid)?;
     if !process.scoped {
         return Ok(Inspection {
-            status_error: Some(format!(
-                "process {pid} is not scoped (libscope.so is not mapped into it)"
-            )),
+            status_error: Some(match &process.unscoped_reason {
+                Some(why) => format!(
+                    "process {pid} is not scoped ({why}: no build of libscope.so can load into it)"
+                ),
+                None => format!("process {pid} is not scoped (libscope.so is not mapped into it)"),
+            }),
             process,
             env: None,
             status: None,
